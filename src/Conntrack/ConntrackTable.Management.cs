@@ -1,0 +1,281 @@
+using System.Collections;
+using Conntrack.Protocols;
+using Conntrack.Table;
+using Conntrack.Tuples;
+
+namespace Conntrack;
+
+// Management: lookups by handle and tuple, delete, flush, enumeration (the conntrack -L / -D / -F side).
+public sealed partial class ConntrackTable
+{
+    /// <summary>
+    /// Reads the connection a handle names. False when it has been removed (or its slot reused), or has
+    /// expired at <paramref name="now"/>.
+    /// </summary>
+    public bool TryGetInfo(ConnectionHandle handle, long now, out ConnectionInfo info)
+    {
+        info = default;
+        if (!handle.IsValid || (uint)handle.Index >= (uint)Store.HighWater)
+        {
+            return false;
+        }
+
+        ref Connection c = ref Entries[handle.Index];
+        if (c.Generation != handle.Generation || c.Kind is not (EntryKind.Hashed or EntryKind.Unconfirmed))
+        {
+            return false;
+        }
+
+        uint status = Volatile.Read(ref c.Status);
+        if ((status & (uint)ConnectionStatus.Dying) != 0
+            || ((status & (uint)ConnectionStatus.Confirmed) != 0 && IsExpired(c.Timeout, now)))
+        {
+            return false;
+        }
+
+        info = Snapshot(handle.Index, now);
+        return c.Generation == handle.Generation;
+    }
+
+    /// <summary>Finds the live, confirmed connection that has <paramref name="tuple"/> in either direction.</summary>
+    public bool TryGet(in ConntrackTuple tuple, long now, out ConnectionInfo info, ushort zone = 0)
+    {
+        var ctx = Enter();
+        try
+        {
+            int node = Find(in tuple, zone, Hasher.Hash(in tuple, zone), now, ctx);
+            if (node < 0)
+            {
+                info = default;
+                return false;
+            }
+
+            info = Snapshot(node >> 1, now);
+            return true;
+        }
+        finally
+        {
+            Exit(ctx);
+        }
+    }
+
+    /// <summary>Removes a connection (<c>conntrack -D</c>). False if it was already gone.</summary>
+    public bool Delete(ConnectionHandle handle, long now)
+    {
+        if (!handle.IsValid || (uint)handle.Index >= (uint)Store.HighWater)
+        {
+            return false;
+        }
+
+        var ctx = Enter();
+        try
+        {
+            ref Connection c = ref Entries[handle.Index];
+            return c.Generation == handle.Generation && c.Kind is EntryKind.Hashed or EntryKind.Unconfirmed
+                && Kill(handle.Index, now, ctx);
+        }
+        finally
+        {
+            Exit(ctx);
+        }
+    }
+
+    /// <summary>Removes the connection with this tuple in either direction. False if there was none.</summary>
+    public bool Delete(in ConntrackTuple tuple, long now, ushort zone = 0)
+    {
+        var ctx = Enter();
+        try
+        {
+            int node = Find(in tuple, zone, Hasher.Hash(in tuple, zone), now, ctx);
+            return node >= 0 && Kill(node >> 1, now, ctx);
+        }
+        finally
+        {
+            Exit(ctx);
+        }
+    }
+
+    /// <summary>
+    /// Removes every connection (<c>conntrack -F</c>). Unconfirmed ones are marked so that their
+    /// confirmation fails, as in the kernel. Returns the number of confirmed connections removed.
+    /// </summary>
+    public int Flush(long now)
+    {
+        int removed = 0;
+        var ctx = Enter();
+        try
+        {
+            for (int b = 0; b < Buckets.Length; b++)
+            {
+                int node = Volatile.Read(ref Buckets[b]);
+                while (node >= 0)
+                {
+                    int next = Volatile.Read(ref LinkOf(node));
+                    if (Kill(node >> 1, now, ctx))
+                    {
+                        removed++;
+                    }
+
+                    node = next;
+                }
+            }
+
+            foreach (var owner in Contexts)
+            {
+                SpinLockInt.Enter(ref owner.UnconfirmedLock);
+                for (int idx = owner.UnconfirmedHead; idx >= 0; idx = Entries[idx].NextOriginal)
+                {
+                    Interlocked.Or(ref Entries[idx].Status, (uint)ConnectionStatus.Dying);
+                }
+
+                SpinLockInt.Exit(ref owner.UnconfirmedLock);
+            }
+        }
+        finally
+        {
+            Exit(ctx);
+        }
+
+        Reclaim();
+        return removed;
+    }
+
+    /// <summary>
+    /// The confirmed, live connections at <paramref name="now"/>, in bucket order, as a struct enumerator
+    /// (no allocation). Concurrent changes may be missed or seen; each connection appears at most once per
+    /// pass unless it is re-created during it.
+    /// </summary>
+    public Enumerable GetConnections(long now) => new(this, now);
+
+    /// <summary>A snapshot of every live confirmed connection (allocates a list; for tools and tests).</summary>
+    public List<ConnectionInfo> Snapshot(long now)
+    {
+        var list = new List<ConnectionInfo>(Count);
+        foreach (var ci in GetConnections(now))
+        {
+            list.Add(ci);
+        }
+
+        return list;
+    }
+
+    internal ConnectionInfo Snapshot(int idx, long now)
+    {
+        ref Connection c = ref Entries[idx];
+        uint status = Volatile.Read(ref c.Status);
+        long deadline = Volatile.Read(ref c.Timeout);
+        bool confirmed = (status & (uint)ConnectionStatus.Confirmed) != 0;
+        byte proto = c.Original.ProtocolField;
+        return new ConnectionInfo
+        {
+            Handle = new ConnectionHandle(idx, c.Generation),
+            Original = c.Original,
+            Reply = c.Reply,
+            Status = (ConnectionStatus)status,
+            ProtocolState = c.ProtoState,
+            StateName = L4Dispatch.StateName(this, proto, c.ProtoState),
+            ProtocolName = Protocols.NameOf(proto),
+            Zone = c.Zone,
+            Mark = c.Mark,
+            Deadline = deadline,
+            RemainingNs = confirmed ? Math.Max(0, deadline - now) : deadline,
+            Accounting = Ext.Accounting is { } a ? a.At(idx) : null,
+            Timestamps = Ext.Timestamps is { } t ? t.At(idx) : null,
+        };
+    }
+
+    /// <summary>Enumerates a table's live connections (see <see cref="GetConnections"/>).</summary>
+    public readonly struct Enumerable : IEnumerable<ConnectionInfo>
+    {
+        private readonly ConntrackTable _table;
+        private readonly long _now;
+
+        internal Enumerable(ConntrackTable table, long now)
+        {
+            _table = table;
+            _now = now;
+        }
+
+        /// <summary>The struct enumerator.</summary>
+        public Enumerator GetEnumerator() => new(_table, _now);
+
+        IEnumerator<ConnectionInfo> IEnumerable<ConnectionInfo>.GetEnumerator() => GetEnumerator();
+
+        IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
+    }
+
+    /// <summary>Walks the buckets and yields each confirmed entry once, through its original-direction node.</summary>
+    public struct Enumerator : IEnumerator<ConnectionInfo>
+    {
+        private readonly ConntrackTable _table;
+        private readonly long _now;
+        private int _bucket;
+        private int _node;
+        private ConnectionInfo _current;
+
+        internal Enumerator(ConntrackTable table, long now)
+        {
+            _table = table;
+            _now = now;
+            _bucket = -1;
+            _node = -1;
+            _current = default;
+        }
+
+        /// <inheritdoc />
+        public readonly ConnectionInfo Current => _current;
+
+        readonly object IEnumerator.Current => _current;
+
+        /// <inheritdoc />
+        public bool MoveNext()
+        {
+            var t = _table;
+            while (true)
+            {
+                if (_node >= 0)
+                {
+                    _node = Volatile.Read(ref t.LinkOf(_node));
+                }
+
+                while (_node < 0)
+                {
+                    if (++_bucket >= t.Buckets.Length)
+                    {
+                        return false;
+                    }
+
+                    _node = Volatile.Read(ref t.Buckets[_bucket]);
+                }
+
+                if ((_node & 1) != 0)
+                {
+                    continue; // each connection is reported through its original node only
+                }
+
+                ref Connection c = ref t.Entries[_node >> 1];
+                uint status = Volatile.Read(ref c.Status);
+                if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) != (uint)ConnectionStatus.Confirmed
+                    || IsExpired(c.Timeout, _now))
+                {
+                    continue;
+                }
+
+                _current = t.Snapshot(_node >> 1, _now);
+                return true;
+            }
+        }
+
+        /// <inheritdoc />
+        public void Reset()
+        {
+            _bucket = -1;
+            _node = -1;
+        }
+
+        /// <inheritdoc />
+        public readonly void Dispose()
+        {
+        }
+    }
+}

@@ -1,0 +1,238 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Conntrack.Diagnostics;
+using Conntrack.Extensions;
+using Conntrack.Protocols;
+using Conntrack.Table;
+using Conntrack.Tuples;
+
+namespace Conntrack;
+
+/// <summary>
+/// A connection-tracking table: the analogue of one network namespace's <c>nf_conntrack</c>. Feed each
+/// packet to <see cref="In(ReadOnlySpan{byte}, long, ref PacketState, ushort)"/> on its way in (the
+/// kernel's <c>nf_conntrack_in</c> at PREROUTING) and, if you forward it, to
+/// <see cref="Confirm(ReadOnlySpan{byte}, long, ref PacketState)"/> on its way out (<c>ipv4_confirm</c> /
+/// <c>ipv6_confirm</c>). Safe to use from many threads at once: lookups take no lock, inserts and removals
+/// take striped bucket locks.
+/// </summary>
+/// <remarks>
+/// The engine reads no clock: every call carries the caller's monotonic timestamp in nanoseconds (the
+/// capture's, the NIC's, or one <see cref="TimeProvider"/> reading per burst). Timeouts are deadlines
+/// compared with those timestamps; expired entries are invisible to lookups and are removed by
+/// <see cref="CollectGarbage(long, int)"/>.
+/// </remarks>
+public sealed partial class ConntrackTable : IDisposable
+{
+    /// <summary>The kernel's CONNTRACK_LOCKS: bucket locks are striped over this many spin locks.</summary>
+    internal const int LockCount = 1024;
+
+    internal readonly Settings Settings;
+    internal readonly ConnectionStore Store;
+    internal readonly Connection[] Entries;
+    internal readonly ProtocolState[] Proto;
+    internal readonly int[] Buckets;
+    internal readonly uint BucketCount;
+    internal readonly TupleHasher Hasher;
+    internal readonly ExtensionSet Ext;
+
+    private readonly PaddedLock[] _locks = new PaddedLock[LockCount];
+
+    /// <summary>Global epoch for deferred reuse of removed entries (see <see cref="Reclaim"/>).</summary>
+    private long _epoch = 1;
+
+    /// <summary>nf_conntrack_count: entries allocated and not yet released (unconfirmed, hashed, undelivered dying).</summary>
+    private int _count;
+
+    private int _hashedCount;
+
+    private ThreadContext[] _contexts = [];
+    private readonly Lock _contextsGate = new();
+
+    [ThreadStatic]
+    private static ThreadContext? t_context;
+
+    private bool _disposed;
+
+    /// <summary>Creates a table with the given options (kernel defaults when null).</summary>
+    public ConntrackTable(ConntrackOptions? options = null)
+    {
+        Settings = new Settings(options ?? new ConntrackOptions());
+        // Room beyond nf_conntrack_max for entries removed but not yet reusable (readers may still be
+        // looking at them, or their destroy event is undelivered) and for unconfirmed bursts.
+        int capacity = (int)Math.Min(int.MaxValue / 2, (long)Settings.MaxEntries + Settings.MaxEntries / 16 + 64);
+        Store = new ConnectionStore(capacity);
+        Entries = Store.Entries;
+        Proto = Store.Proto;
+        BucketCount = (uint)Settings.Buckets;
+        Buckets = GC.AllocateUninitializedArray<int>(Settings.Buckets, pinned: true);
+        for (int i = 0; i < Buckets.Length; i++)
+        {
+            Buckets[i] = NullsMarker(i);
+        }
+
+        Hasher = Settings.Options.HashSeed is ulong seed ? TupleHasher.CreateWithSeed(seed) : TupleHasher.CreateRandom();
+        Ext = new ExtensionSet(capacity, Settings.Accounting, Settings.Timestamps);
+        Protocols = new ProtocolRegistry();
+    }
+
+    /// <summary>The options this table runs with (a copy; changing it has no effect).</summary>
+    public ConntrackOptions Options => Settings.Options.Clone();
+
+    /// <summary>Layer-4 trackers: the built-in ones and any registered by the user.</summary>
+    public ProtocolRegistry Protocols { get; }
+
+    /// <summary>Confirmed connections currently in the table (expired ones not yet collected included).</summary>
+    public int Count => Volatile.Read(ref _hashedCount);
+
+    /// <summary>
+    /// Bytes of memory each connection slot costs with this table's settings: the entry, its protocol
+    /// state, its share of the bucket array, and the enabled extensions.
+    /// </summary>
+    public int BytesPerConnection =>
+        Unsafe.SizeOf<Connection>() + Unsafe.SizeOf<ProtocolState>() + Ext.BytesPerConnection +
+        (int)Math.Ceiling(4.0 * Settings.Buckets / Settings.MaxEntries);
+
+    /// <summary>A snapshot of the counters, summed over the threads that used the table.</summary>
+    public ConntrackStatistics Statistics
+    {
+        get
+        {
+            var s = default(ConntrackStatistics);
+            foreach (var c in Volatile.Read(ref _contexts))
+            {
+                c.Stats.AddTo(ref s);
+            }
+
+            s.Entries = Volatile.Read(ref _hashedCount);
+            s.MaxEntries = Settings.MaxEntries;
+            s.Buckets = Settings.Buckets;
+            long unconfirmed = 0;
+            foreach (var c in Volatile.Read(ref _contexts))
+            {
+                unconfirmed += Volatile.Read(ref c.UnconfirmedCount);
+            }
+
+            s.Unconfirmed = unconfirmed;
+            s.Dying = Volatile.Read(ref _dyingCount);
+            return s;
+        }
+    }
+
+    // ---------------------------------------------------------------- thread contexts and epochs
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ThreadContext Enter()
+    {
+        var ctx = t_context;
+        if (ctx is null || !ReferenceEquals(ctx.Table, this))
+        {
+            ctx = ContextForThisThread();
+        }
+
+        if (ctx.Depth++ == 0)
+        {
+            // A plain store: the reclaimer's process-wide barrier makes it visible before it decides
+            // (see Reclaim), so the packet path pays no fence.
+            Volatile.Write(ref ctx.ActiveEpoch, Volatile.Read(ref _epoch));
+        }
+
+        return ctx;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Exit(ThreadContext ctx)
+    {
+        if (--ctx.Depth == 0)
+        {
+            Volatile.Write(ref ctx.ActiveEpoch, 0);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ThreadContext ContextForThisThread()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int threadId = Environment.CurrentManagedThreadId;
+        lock (_contextsGate)
+        {
+            foreach (var c in _contexts)
+            {
+                if (c.ThreadId == threadId)
+                {
+                    t_context = c;
+                    return c;
+                }
+            }
+
+            var ctx = new ThreadContext(this, _contexts.Length) { ThreadId = threadId };
+            var grown = new ThreadContext[_contexts.Length + 1];
+            _contexts.CopyTo(grown, 0);
+            grown[^1] = ctx;
+            Volatile.Write(ref _contexts, grown);
+            t_context = ctx;
+            return ctx;
+        }
+    }
+
+    internal ThreadContext[] Contexts => Volatile.Read(ref _contexts);
+
+    // ---------------------------------------------------------------- locks
+
+    [StructLayout(LayoutKind.Explicit, Size = 64)]
+    private struct PaddedLock
+    {
+        [FieldOffset(0)] public int State;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int NullsMarker(int bucket) => ~bucket;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal int BucketOf(uint hash) => TupleHasher.Scale(hash, BucketCount);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void LockBucket(int bucket) => SpinLockInt.Enter(ref _locks[bucket % LockCount].State);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void UnlockBucket(int bucket) => SpinLockInt.Exit(ref _locks[bucket % LockCount].State);
+
+    /// <summary>Locks the stripes of two buckets in a fixed order (lower stripe first), once if they share one.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void LockPair(int a, int b)
+    {
+        int la = a % LockCount, lb = b % LockCount;
+        if (la == lb)
+        {
+            SpinLockInt.Enter(ref _locks[la].State);
+        }
+        else if (la < lb)
+        {
+            SpinLockInt.Enter(ref _locks[la].State);
+            SpinLockInt.Enter(ref _locks[lb].State);
+        }
+        else
+        {
+            SpinLockInt.Enter(ref _locks[lb].State);
+            SpinLockInt.Enter(ref _locks[la].State);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void UnlockPair(int a, int b)
+    {
+        int la = a % LockCount, lb = b % LockCount;
+        SpinLockInt.Exit(ref _locks[la].State);
+        if (la != lb)
+        {
+            SpinLockInt.Exit(ref _locks[lb].State);
+        }
+    }
+
+    /// <summary>Releases the table. Calls after disposal throw <see cref="ObjectDisposedException"/>.</summary>
+    public void Dispose()
+    {
+        _disposed = true;
+        t_context = null;
+    }
+}

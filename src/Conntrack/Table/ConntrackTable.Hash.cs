@@ -1,0 +1,146 @@
+using System.Runtime.CompilerServices;
+using Conntrack.Table;
+using Conntrack.Tuples;
+
+namespace Conntrack;
+
+// The hash table: buckets of singly linked chains of tuple-hash nodes ending in nulls markers
+// (hlist_nulls). Readers walk without locks; writers hold the stripe lock of every bucket they change.
+public sealed partial class ConntrackTable
+{
+    /// <summary>Link value of a node that is in no chain (a list end that no bucket's marker equals).</summary>
+    internal const int UnhashedMarker = int.MinValue;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool IsExpired(long deadline, long now) => deadline - now <= 0;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref int LinkOf(int node)
+    {
+        ref Connection c = ref Entries[node >> 1];
+        return ref (node & 1) == 0 ? ref c.NextOriginal : ref c.NextReply;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref ConntrackTuple TupleOf(int node)
+    {
+        ref Connection c = ref Entries[node >> 1];
+        return ref (node & 1) == 0 ? ref c.Original : ref c.Reply;
+    }
+
+    /// <summary>
+    /// ____nf_conntrack_find(): walks the tuple's bucket without a lock and returns the node whose tuple
+    /// and zone match, or -1. A confirmed entry past its deadline is treated as gone and killed on the way,
+    /// as nf_ct_gc_expired() does. If the walk ends on another bucket's nulls marker, an entry it followed
+    /// was moved to another chain under it, so the lookup restarts (search_restart).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal int Find(in ConntrackTuple tuple, ushort zone, uint hash, long now, ThreadContext ctx)
+    {
+        int bucket = BucketOf(hash);
+    restart:
+        int node = Volatile.Read(ref Buckets[bucket]);
+        while (node >= 0)
+        {
+            ref Connection c = ref Entries[node >> 1];
+            bool reply = (node & 1) != 0;
+            if (ConntrackTuple.Equals(in reply ? ref c.Reply : ref c.Original, in tuple) && c.Zone == zone)
+            {
+                // Only confirmed, live entries match (nf_ct_key_equal checks IPS_CONFIRMED; an entry being
+                // removed is already marked dying).
+                uint status = Volatile.Read(ref c.Status);
+                if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed)
+                {
+                    if (!IsExpired(Volatile.Read(ref c.Timeout), now))
+                    {
+                        return node;
+                    }
+
+                    KillExpired(node >> 1, now, ctx);
+                }
+            }
+
+            node = Volatile.Read(ref reply ? ref c.NextReply : ref c.NextOriginal);
+        }
+
+        if (node != NullsMarker(bucket))
+        {
+            ctx.Stats.SearchRestart++;
+            goto restart;
+        }
+
+        return -1;
+    }
+
+    /// <summary>Links both nodes of an entry at the heads of their buckets. Caller holds both stripe locks.</summary>
+    private void LinkBoth(int index, int bucketOriginal, int bucketReply)
+    {
+        ref Connection c = ref Entries[index];
+        c.NextOriginal = Buckets[bucketOriginal];
+        Volatile.Write(ref Buckets[bucketOriginal], index << 1);
+        c.NextReply = Buckets[bucketReply];
+        Volatile.Write(ref Buckets[bucketReply], (index << 1) | 1);
+    }
+
+    /// <summary>Links only the reply node (a clash loser, see nf_ct_resolve_clash_harder). Caller holds the lock.</summary>
+    private void LinkReplyOnly(int index, int bucketReply)
+    {
+        ref Connection c = ref Entries[index];
+        c.NextOriginal = UnhashedMarker;
+        c.NextReply = Buckets[bucketReply];
+        Volatile.Write(ref Buckets[bucketReply], (index << 1) | 1);
+    }
+
+    /// <summary>
+    /// Removes a node from its bucket's chain. The node keeps its own link, so a reader standing on it
+    /// continues along the chain it was in (hlist_nulls_del_rcu). Caller holds the stripe lock.
+    /// </summary>
+    private bool Unlink(int node, int bucket)
+    {
+        ref int link = ref Buckets[bucket];
+        int n = link;
+        while (n >= 0)
+        {
+            if (n == node)
+            {
+                Volatile.Write(ref link, LinkOf(node));
+                return true;
+            }
+
+            link = ref LinkOf(n);
+            n = link;
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Looks for a confirmed entry with this tuple in the bucket, as the confirm path does under the lock
+    /// (nf_ct_key_equal); counts the chain so that an over-long chain can be refused. Returns the node, -1
+    /// when absent, or -2 when the chain is longer than <paramref name="maxChain"/>.
+    /// </summary>
+    private int FindLocked(in ConntrackTuple tuple, ushort zone, int bucket, int maxChain)
+    {
+        int chain = 0;
+        int node = Buckets[bucket];
+        while (node >= 0)
+        {
+            ref Connection c = ref Entries[node >> 1];
+            bool reply = (node & 1) != 0;
+            if (ConntrackTuple.Equals(in reply ? ref c.Reply : ref c.Original, in tuple) && c.Zone == zone
+                && (c.Status & (uint)ConnectionStatus.Confirmed) != 0)
+            {
+                return node;
+            }
+
+            if (chain++ > maxChain)
+            {
+                return -2;
+            }
+
+            node = reply ? c.NextReply : c.NextOriginal;
+        }
+
+        return -1;
+    }
+}

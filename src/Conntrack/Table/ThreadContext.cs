@@ -1,0 +1,58 @@
+using Conntrack.Diagnostics;
+
+namespace Conntrack.Table;
+
+/// <summary>
+/// What one thread keeps per table: its read-side epoch (the analogue of being inside
+/// <c>rcu_read_lock()</c>), its statistics (the kernel's per-CPU counters), its unconfirmed list (the
+/// kernel's old per-CPU unconfirmed list) and a small random source for chain-length caps.
+/// </summary>
+/// <remarks>
+/// One object per thread and table; the fields written on every call (epoch, counters) live in this
+/// thread's own object, so two threads never write the same cache line on the packet path.
+/// </remarks>
+internal sealed class ThreadContext
+{
+    /// <summary>0 outside the table; otherwise the global epoch observed on entry.</summary>
+    public long ActiveEpoch;
+
+    /// <summary>Nesting depth of Enter/Exit on this thread.</summary>
+    public int Depth;
+
+    public StatCounters Stats;
+
+    /// <summary>Head of this thread's unconfirmed list (linked through the entries' hash links), or -1.</summary>
+    public int UnconfirmedHead = -1;
+    public int UnconfirmedLock;
+    public int UnconfirmedCount;
+
+    private ulong _random;
+
+    public readonly int Id;
+
+    /// <summary>Managed thread id of the owner.</summary>
+    public int ThreadId { get; init; }
+    public readonly ConntrackTable Table;
+
+    public ThreadContext(ConntrackTable table, int id)
+    {
+        Table = table;
+        Id = id;
+        _random = (ulong)Environment.TickCount64 * 0x9E3779B97F4A7C15UL ^ (ulong)id ^ 0xD1B54A32D192ED03UL;
+        if (_random == 0)
+        {
+            _random = 1;
+        }
+    }
+
+    /// <summary>xorshift64*: cheap per-thread randomness (chain-length caps), no shared state.</summary>
+    public uint NextRandom(uint below)
+    {
+        ulong x = _random;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        _random = x;
+        return (uint)(((x * 0x2545F4914F6CDD1DUL) >> 32) * below >> 32);
+    }
+}

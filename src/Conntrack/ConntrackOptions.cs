@@ -4,8 +4,9 @@ namespace Conntrack;
 
 /// <summary>
 /// Settings of a <see cref="ConntrackTable"/>: what the kernel exposes as <c>net.netfilter.nf_conntrack_*</c>
-/// sysctls, with the kernel's defaults. Set properties directly, or by kernel name with
-/// <see cref="SetSysctl(string, string)"/>. The table copies the options when it is created.
+/// sysctls (and the <c>net.ipv4.ipfrag_*</c> ones that govern reassembly), with the kernel's defaults.
+/// Set properties directly, or by kernel name with <see cref="SetSysctl(string, string)"/>. The table
+/// copies the options when it is created.
 /// </summary>
 public sealed class ConntrackOptions
 {
@@ -99,6 +100,37 @@ public sealed class ConntrackOptions
     public TimeSpan SctpTimeoutHeartbeatSent { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
+    /// Reassemble IPv4 and IPv6 fragments before tracking, as the kernel's <c>nf_defrag_ipv4</c> and
+    /// <c>nf_defrag_ipv6</c> always do for conntrack. Default true. When false, a non-first fragment is
+    /// invalid (it has no layer-4 header) and a first fragment is tracked by its own headers.
+    /// </summary>
+    public bool Defragmentation { get; set; } = true;
+
+    /// <summary><c>net.ipv4.ipfrag_time</c>: how long an incomplete IPv4 datagram is held. Default 30 s.</summary>
+    public TimeSpan Ipv4FragmentTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary><c>net.ipv4.ipfrag_high_thresh</c>: bytes of IPv4 fragments held before new ones are refused. Default 4 MiB.</summary>
+    public int Ipv4FragmentHighThreshold { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary><c>net.ipv4.ipfrag_low_thresh</c>. Default 3 MiB.</summary>
+    public int Ipv4FragmentLowThreshold { get; set; } = 3 * 1024 * 1024;
+
+    /// <summary>
+    /// <c>net.ipv4.ipfrag_max_dist</c>: a datagram whose source sent more than this many other fragments
+    /// since its last one is restarted (0 disables the check). Default 64.
+    /// </summary>
+    public int Ipv4FragmentMaxDistance { get; set; } = 64;
+
+    /// <summary><c>nf_conntrack_frag6_timeout</c>: how long an incomplete IPv6 datagram is held. Default 60 s.</summary>
+    public TimeSpan Ipv6FragmentTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary><c>nf_conntrack_frag6_high_thresh</c>. Default 4 MiB.</summary>
+    public int Ipv6FragmentHighThreshold { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary><c>nf_conntrack_frag6_low_thresh</c>. Default 3 MiB.</summary>
+    public int Ipv6FragmentLowThreshold { get; set; } = 3 * 1024 * 1024;
+
+    /// <summary>
     /// Fixed hash key for reproducible runs (tests, benchmarks). Null (the default) draws a random key per
     /// table, which is what keeps remote hosts from aiming flows at one bucket.
     /// </summary>
@@ -120,6 +152,10 @@ public sealed class ConntrackOptions
         if (key.StartsWith("net.netfilter.", StringComparison.Ordinal))
         {
             key = key["net.netfilter.".Length..];
+        }
+        else if (key.StartsWith("net.ipv4.ipfrag_", StringComparison.Ordinal))
+        {
+            key = key["net.ipv4.".Length..];
         }
 
         if (!Sysctls.TryGetValue(key, out var setter))
@@ -189,6 +225,13 @@ public sealed class ConntrackOptions
         ["nf_conntrack_sctp_timeout_shutdown_recd"] = (o, v) => o.SctpTimeoutShutdownRecd = S(v),
         ["nf_conntrack_sctp_timeout_shutdown_ack_sent"] = (o, v) => o.SctpTimeoutShutdownAckSent = S(v),
         ["nf_conntrack_sctp_timeout_heartbeat_sent"] = (o, v) => o.SctpTimeoutHeartbeatSent = S(v),
+        ["nf_conntrack_frag6_timeout"] = (o, v) => o.Ipv6FragmentTimeout = S(v),
+        ["nf_conntrack_frag6_high_thresh"] = (o, v) => o.Ipv6FragmentHighThreshold = (int)v,
+        ["nf_conntrack_frag6_low_thresh"] = (o, v) => o.Ipv6FragmentLowThreshold = (int)v,
+        ["ipfrag_time"] = (o, v) => o.Ipv4FragmentTimeout = S(v),
+        ["ipfrag_high_thresh"] = (o, v) => o.Ipv4FragmentHighThreshold = (int)v,
+        ["ipfrag_low_thresh"] = (o, v) => o.Ipv4FragmentLowThreshold = (int)v,
+        ["ipfrag_max_dist"] = (o, v) => o.Ipv4FragmentMaxDistance = (int)v,
     };
 
     private static readonly Dictionary<string, Func<ConntrackOptions, long>> Getters = new(StringComparer.Ordinal)
@@ -231,6 +274,13 @@ public sealed class ConntrackOptions
         ["nf_conntrack_sctp_timeout_shutdown_recd"] = o => Secs(o.SctpTimeoutShutdownRecd),
         ["nf_conntrack_sctp_timeout_shutdown_ack_sent"] = o => Secs(o.SctpTimeoutShutdownAckSent),
         ["nf_conntrack_sctp_timeout_heartbeat_sent"] = o => Secs(o.SctpTimeoutHeartbeatSent),
+        ["nf_conntrack_frag6_timeout"] = o => Secs(o.Ipv6FragmentTimeout),
+        ["nf_conntrack_frag6_high_thresh"] = o => o.Ipv6FragmentHighThreshold,
+        ["nf_conntrack_frag6_low_thresh"] = o => o.Ipv6FragmentLowThreshold,
+        ["ipfrag_time"] = o => Secs(o.Ipv4FragmentTimeout),
+        ["ipfrag_high_thresh"] = o => o.Ipv4FragmentHighThreshold,
+        ["ipfrag_low_thresh"] = o => o.Ipv4FragmentLowThreshold,
+        ["ipfrag_max_dist"] = o => o.Ipv4FragmentMaxDistance,
     };
 
     /// <summary>The expectation limit in force: <see cref="ExpectMax"/>, or the kernel's default of 4 per 256 buckets.</summary>
@@ -251,6 +301,11 @@ public sealed class ConntrackOptions
         if (Buckets < 1 || Buckets > (1 << 28))
         {
             throw new ArgumentOutOfRangeException(nameof(Buckets), Buckets, "nf_conntrack_buckets must be between 1 and 268435456.");
+        }
+
+        if (Ipv4FragmentLowThreshold > Ipv4FragmentHighThreshold || Ipv6FragmentLowThreshold > Ipv6FragmentHighThreshold)
+        {
+            throw new ArgumentException("A fragment low threshold may not exceed its high threshold.");
         }
 
         if (TcpMaxRetrans < 0 || TcpMaxRetrans > 255)

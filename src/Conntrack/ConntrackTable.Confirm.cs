@@ -1,3 +1,4 @@
+using Conntrack.Events;
 using Conntrack.Protocols;
 using Conntrack.Table;
 
@@ -6,9 +7,9 @@ namespace Conntrack;
 // The way out: ipv4_confirm()/ipv6_confirm() (nf_confirm) and __nf_conntrack_confirm().
 public sealed partial class ConntrackTable
 {
-    /// <summary>MIN_CHAINLEN and MAX_CHAINLEN: an insert is refused when its chain is longer than 8 + rand(64).</summary>
-    private const int MinChainLength = 8;
-    private const int MaxChainLengthRandom = 64;
+    /// <summary>MIN_CHAINLEN and MAX_CHAINLEN: an insert is refused when its chain is longer than 50 + rand(30).</summary>
+    private const int MinChainLength = 50;
+    private const int MaxChainLengthRandom = 80 - MinChainLength;
 
     /// <summary>
     /// Confirms the packet's connection on its way out (<c>ipv4_confirm</c>/<c>ipv6_confirm</c>): a new
@@ -19,16 +20,52 @@ public sealed partial class ConntrackTable
     /// <returns><see cref="Verdict.Drop"/> when the entry could not be inserted (<see cref="PacketState.Reason"/> says why).</returns>
     public Verdict Confirm(ReadOnlySpan<byte> packet, long timestamp, ref PacketState state)
     {
-        if ((state.Flags & PacketState.StateFlags.Unconfirmed) == 0)
+        bool unconfirmed = (state.Flags & PacketState.StateFlags.Unconfirmed) != 0;
+        // Helpers run on every packet of their connection except ICMP errors in the reply direction.
+        bool helped = _helperSlots is not null && state.Info.HasConnection() && state.Info != ConntrackInfo.RelatedReply
+            && (Volatile.Read(ref Entries[state.Connection.Index].Status) & (uint)ConnectionStatus.Helper) != 0;
+        if (!unconfirmed && !helped)
         {
+            if (_ecache is not null && state.Info.HasConnection() && HasCachedEvents(state.Connection.Index))
+            {
+                var c = Enter();
+                try
+                {
+                    DeliverCachedEvents(state.Connection.Index, timestamp);
+                }
+                finally
+                {
+                    Exit(c);
+                }
+            }
+
             return Verdict.Accept;
         }
 
-        state.Flags &= ~PacketState.StateFlags.Unconfirmed;
         var ctx = Enter();
         try
         {
-            return ConfirmCore(timestamp, ref state, ctx);
+            if (helped && RunHelper(packet, timestamp, ref state) == Verdict.Drop)
+            {
+                // The packet dies at POSTROUTING: a new connection is never confirmed.
+                Release(ref state);
+                return Verdict.Drop;
+            }
+
+            if (!unconfirmed)
+            {
+                DeliverCachedEvents(state.Connection.Index, timestamp);
+                return Verdict.Accept;
+            }
+
+            state.Flags &= ~PacketState.StateFlags.Unconfirmed;
+            Verdict v = ConfirmCore(timestamp, ref state, ctx);
+            if (v == Verdict.Accept && _ecache is not null)
+            {
+                DeliverCachedEvents(state.Connection.Index, timestamp);
+            }
+
+            return v;
         }
         finally
         {
@@ -57,6 +94,23 @@ public sealed partial class ConntrackTable
         }
 
         state.Connection = default;
+    }
+
+    /// <summary>
+    /// The datagram a fragment completed (see <see cref="PacketState.IsReassembled"/>): forward these bytes
+    /// instead of the last fragment. Valid until this thread's next call to <c>In</c>.
+    /// </summary>
+    public bool TryGetReassembled(in PacketState state, out ReadOnlySpan<byte> datagram)
+    {
+        var ctx = t_context;
+        if (!state.IsReassembled || ctx is null || !ReferenceEquals(ctx.Table, this) || ctx.ReassemblyBuffer is null)
+        {
+            datagram = default;
+            return false;
+        }
+
+        datagram = ctx.ReassemblyBuffer.AsSpan(0, state.Length);
+        return true;
     }
 
     private Verdict ConfirmCore(long now, ref PacketState state, ThreadContext ctx)
@@ -120,7 +174,14 @@ public sealed partial class ConntrackTable
         c.Kind = EntryKind.Hashed;
         UnlockPair(b0, b1);
         Interlocked.Increment(ref _hashedCount);
-        ctx.Stats.Insert++;
+        // No 'insert' here: the kernel counts it only for ctnetlink inserts (nf_conntrack_hash_check_insert).
+        if (_ecache is not null)
+        {
+            uint status = c.Status;
+            CacheEvent(idx, ((status & (uint)ConnectionStatus.Helper) != 0 ? ConntrackEventType.Helper : 0)
+                | ((status & (uint)ConnectionStatus.Expected) != 0 ? ConntrackEventType.Related : ConntrackEventType.New));
+        }
+
         return Verdict.Accept;
     }
 
@@ -224,6 +285,7 @@ public sealed partial class ConntrackTable
     /// <summary>Frees an entry taken off the unconfirmed list that never entered the hash table.</summary>
     private void FreeNeverHashed(int idx)
     {
+        RemoveExpectationsOf(idx, -1, 0);
         Interlocked.Decrement(ref _count);
         Store.Free(idx);
     }

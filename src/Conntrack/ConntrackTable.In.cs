@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Conntrack.Defrag;
 using Conntrack.Packets;
 using Conntrack.Protocols;
 using Conntrack.Table;
@@ -61,6 +62,37 @@ public sealed partial class ConntrackTable
             return Verdict.Drop;
         }
 
+        packet = packet[..l3.Length];
+        if (l3.IsFragment && Defragmenter is { } defrag)
+        {
+            // nf_defrag_ipv4/ipv6 run before conntrack (PREROUTING priority -400): fragments are held and the
+            // datagram they complete is tracked as one packet, on the fragment that completed it.
+            ctx.ReassemblyBuffer ??= new byte[Defragmenter.MaxDatagram];
+            switch (defrag.Gather(packet, in l3, zone, now, ctx.ReassemblyBuffer, out int length))
+            {
+                case DefragResult.Held:
+                    state.Reason = PacketReason.FragmentHeld;
+                    return Verdict.Stolen;
+                case DefragResult.Dropped:
+                    ctx.Stats.IpInputDrop++;
+                    state.Reason = PacketReason.FragmentDropped;
+                    return Verdict.Drop;
+                case DefragResult.Complete:
+                    packet = ctx.ReassemblyBuffer.AsSpan(0, length);
+                    state.Flags |= PacketState.StateFlags.Reassembled;
+                    reason = IpHeaders.CheckInput(packet, version, out l3);
+                    if (reason != PacketReason.None)
+                    {
+                        ctx.Stats.IpInputDrop++;
+                        state.Reason = reason;
+                        return Verdict.Drop;
+                    }
+
+                    packet = packet[..l3.Length];
+                    break;
+            }
+        }
+
         state.Length = l3.Length;
         if (l3.IsIpv6)
         {
@@ -69,7 +101,7 @@ public sealed partial class ConntrackTable
 
         var p = new PacketContext
         {
-            Packet = packet[..l3.Length],
+            Packet = packet,
             L3 = l3,
             Now = now,
             Ctx = ctx,
@@ -112,22 +144,38 @@ public sealed partial class ConntrackTable
                     state.Reason = p.Reason;
                     return Verdict.Accept;
                 case IcmpErrorResult.Related:
-                    ctx.Stats.IcmpError++;
+                    ctx.Stats.RelatedIcmpErrors++;
                     state.Connection = new ConnectionHandle(node >> 1, Entries[node >> 1].Generation);
                     state.Info = (node & 1) == 0 ? ConntrackInfo.Related : ConntrackInfo.RelatedReply;
                     return Verdict.Accept;
             }
         }
 
+        return TrackTuple(ref p, ref state, zone, hasTuple: false, default, 0);
+    }
+
+    /// <summary>
+    /// resolve_normal_ct() and the protocol's packet function. The batch path passes the tuple and hash it
+    /// computed ahead (<paramref name="hasTuple"/>); a TCP reopen (Repeat) recomputes them.
+    /// </summary>
+    private Verdict TrackTuple(ref PacketContext p, ref PacketState state, ushort zone, bool hasTuple, in ConntrackTuple precomputed, uint precomputedHash)
+    {
+        ThreadContext ctx = p.Ctx;
+        ConntrackTuple tuple = precomputed;
+        uint hash = precomputedHash;
     repeat:
-        if (!L4Dispatch.TryBuildTuple(this, p.Packet, 0, ipv6, protocol, p.L3.L4Offset, out ConntrackTuple tuple))
+        if (!hasTuple)
         {
-            ctx.Stats.Invalid++;
-            state.Reason = PacketReason.Layer4Truncated;
-            return Verdict.Accept;
+            if (!L4Dispatch.TryBuildTuple(this, p.Packet, 0, p.L3.IsIpv6, p.L3.Protocol, p.L3.L4Offset, out tuple))
+            {
+                ctx.Stats.Invalid++;
+                state.Reason = PacketReason.Layer4Truncated;
+                return Verdict.Accept;
+            }
+
+            hash = Hasher.Hash(in tuple, zone);
         }
 
-        uint hash = Hasher.Hash(in tuple, zone);
         int found = Find(in tuple, zone, hash, p.Now, ctx);
         bool created = false;
         if (found < 0)
@@ -172,6 +220,7 @@ public sealed partial class ConntrackTable
             {
                 // The tracker killed the old connection (a TCP reopen): look again and create a fresh one.
                 p.Reason = PacketReason.None;
+                hasTuple = false;
                 goto repeat;
             }
 
@@ -186,13 +235,24 @@ public sealed partial class ConntrackTable
             return Verdict.Accept;
         }
 
-        if (info == ConntrackInfo.EstablishedReply)
+        if (info == ConntrackInfo.EstablishedReply && c.TrySet(ConnectionStatus.SeenReply))
         {
-            c.TrySet(ConnectionStatus.SeenReply);
+            CacheEvent(idx, Events.ConntrackEventType.Reply);
         }
 
         state.Connection = new ConnectionHandle(idx, c.Generation);
         state.Info = info;
+        if (p.Reason == PacketReason.TcpIgnored)
+        {
+            // A segment the TCP tracker ignores keeps its connection (the kernel returns NF_ACCEPT); say so.
+            state.Reason = PacketReason.TcpIgnored;
+        }
+
+        if (created && info == ConntrackInfo.New && (Settings.AutomaticHelpers || Helpers.HasRules))
+        {
+            ApplyHelperRules(idx, ref c);
+        }
+
         if (created)
         {
             state.OriginalHash = hash;
@@ -226,6 +286,11 @@ public sealed partial class ConntrackTable
         }
 
         InitEntry(idx, in tuple, in reply, zone, p.Ctx);
+        if (Expectations.Count > 0)
+        {
+            MatchExpectation(idx, in tuple, zone, p.Now, p.Ctx);
+        }
+
         return idx << 1;
     }
 }

@@ -59,6 +59,29 @@ public sealed partial class ConntrackTable
         }
     }
 
+    /// <summary>Sets a connection's mark (<c>ct mark set</c>; an expected connection inherits its master's). Raises a MARK event.</summary>
+    public bool SetMark(ConnectionHandle handle, uint mark)
+    {
+        if (!handle.IsValid || (uint)handle.Index >= (uint)Store.HighWater)
+        {
+            return false;
+        }
+
+        ref Connection c = ref Entries[handle.Index];
+        if (c.Generation != handle.Generation || c.Kind is not (EntryKind.Hashed or EntryKind.Unconfirmed))
+        {
+            return false;
+        }
+
+        if (Volatile.Read(ref c.Mark) != mark)
+        {
+            Volatile.Write(ref c.Mark, mark);
+            CacheEvent(handle.Index, Events.ConntrackEventType.Mark);
+        }
+
+        return true;
+    }
+
     /// <summary>Removes a connection (<c>conntrack -D</c>). False if it was already gone.</summary>
     public bool Delete(ConnectionHandle handle, long now)
     {
@@ -181,6 +204,7 @@ public sealed partial class ConntrackTable
             RemainingNs = confirmed ? Math.Max(0, deadline - now) : deadline,
             Accounting = Ext.Accounting is { } a ? a.At(idx) : null,
             Timestamps = Ext.Timestamps is { } t ? t.At(idx) : null,
+            HelperName = HelperNameOf(idx),
         };
     }
 

@@ -52,15 +52,16 @@ public sealed partial class ConntrackTable : IDisposable
     [ThreadStatic]
     private static ThreadContext? t_context;
 
-    private bool _disposed;
+    private volatile bool _disposed;
 
     /// <summary>Creates a table with the given options (kernel defaults when null).</summary>
     public ConntrackTable(ConntrackOptions? options = null)
     {
         Settings = new Settings(options ?? new ConntrackOptions());
         // Room beyond nf_conntrack_max for entries removed but not yet reusable (readers may still be
-        // looking at them, or their destroy event is undelivered) and for unconfirmed bursts.
-        int capacity = (int)Math.Min(int.MaxValue / 2, (long)Settings.MaxEntries + Settings.MaxEntries / 16 + 64);
+        // looking at them, or their destroy event is undelivered): 1/64 more, so a full table costs under 3
+        // extra bytes per connection; pages of slots never used are never touched, so never committed.
+        int capacity = (int)Math.Min(int.MaxValue / 2, (long)Settings.MaxEntries + Settings.MaxEntries / 64 + 256);
         Store = new ConnectionStore(capacity);
         Entries = Store.Entries;
         Proto = Store.Proto;
@@ -74,7 +75,15 @@ public sealed partial class ConntrackTable : IDisposable
         Hasher = Settings.Options.HashSeed is ulong seed ? TupleHasher.CreateWithSeed(seed) : TupleHasher.CreateRandom();
         Ext = new ExtensionSet(capacity, Settings.Accounting, Settings.Timestamps);
         Protocols = new ProtocolRegistry();
+        InitHelpers();
+        if (Settings.Defragmentation)
+        {
+            Defragmenter = new Defrag.Defragmenter(Settings.Options);
+        }
     }
+
+    /// <summary>IPv4/IPv6 reassembly in front of tracking, or null when turned off.</summary>
+    internal readonly Defrag.Defragmenter? Defragmenter;
 
     /// <summary>The options this table runs with (a copy; changing it has no effect).</summary>
     public ConntrackOptions Options => Settings.Options.Clone();
@@ -86,12 +95,12 @@ public sealed partial class ConntrackTable : IDisposable
     public int Count => Volatile.Read(ref _hashedCount);
 
     /// <summary>
-    /// Bytes of memory each connection slot costs with this table's settings: the entry, its protocol
-    /// state, its share of the bucket array, and the enabled extensions.
+    /// Bytes of memory per tracked connection when the table is full: the entry and its protocol state
+    /// (with the share of the reclaim slack), the bucket array's share, and the enabled extensions.
     /// </summary>
-    public int BytesPerConnection =>
-        Unsafe.SizeOf<Connection>() + Unsafe.SizeOf<ProtocolState>() + Ext.BytesPerConnection +
-        (int)Math.Ceiling(4.0 * Settings.Buckets / Settings.MaxEntries);
+    public double BytesPerConnection =>
+        (double)(Unsafe.SizeOf<Connection>() + Unsafe.SizeOf<ProtocolState>() + Ext.BytesPerConnection) * Store.Capacity / Settings.MaxEntries
+        + 4.0 * Settings.Buckets / Settings.MaxEntries;
 
     /// <summary>A snapshot of the counters, summed over the threads that used the table.</summary>
     public ConntrackStatistics Statistics
@@ -104,6 +113,7 @@ public sealed partial class ConntrackTable : IDisposable
                 c.Stats.AddTo(ref s);
             }
 
+            s.EventsLost += Interlocked.Read(ref _eventsLost);
             s.Entries = Volatile.Read(ref _hashedCount);
             s.MaxEntries = Settings.MaxEntries;
             s.Buckets = Settings.Buckets;
@@ -114,7 +124,7 @@ public sealed partial class ConntrackTable : IDisposable
             }
 
             s.Unconfirmed = unconfirmed;
-            s.Dying = Volatile.Read(ref _dyingCount);
+            s.Dying = Volatile.Read(ref _dyingCount) + Volatile.Read(ref _pendingDestroyCount);
             return s;
         }
     }
@@ -124,6 +134,11 @@ public sealed partial class ConntrackTable : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ThreadContext Enter()
     {
+        if (_disposed)
+        {
+            ThrowDisposed();
+        }
+
         var ctx = t_context;
         if (ctx is null || !ReferenceEquals(ctx.Table, this))
         {
@@ -229,10 +244,16 @@ public sealed partial class ConntrackTable : IDisposable
         }
     }
 
-    /// <summary>Releases the table. Calls after disposal throw <see cref="ObjectDisposedException"/>.</summary>
+    /// <summary>Releases the table. Calls after disposal throw <see cref="ObjectDisposedException"/>, on every thread.</summary>
     public void Dispose()
     {
         _disposed = true;
-        t_context = null;
+        if (ReferenceEquals(t_context?.Table, this))
+        {
+            t_context = null;
+        }
     }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void ThrowDisposed() => throw new ObjectDisposedException(nameof(ConntrackTable));
 }

@@ -85,6 +85,15 @@ public enum PacketReason : byte
 
     /// <summary>A fragment held until its datagram is complete.</summary>
     FragmentHeld,
+
+    // ---- appended later (keep the values above stable) ----
+
+    /// <summary>TCP: a segment other than a SYN cannot start a connection with nf_conntrack_tcp_loose off (no mid-stream pickup).</summary>
+    TcpPickupRefused,
+    /// <summary>TCP: a SYN reopening a closed connection found that connection already being destroyed (the kernel's NF_DROP).</summary>
+    TcpReopenDying,
+    /// <summary>SCTP: the verification tag is not the one the connection expects (RFC 9260 8.5 and 8.5.1), or an INIT ACK's initiate tag contradicts the tag already recorded.</summary>
+    SctpVerificationTag,
 }
 
 /// <summary>Helpers on <see cref="PacketReason"/>.</summary>

@@ -20,8 +20,17 @@ public struct PacketState
     /// <summary>True while the packet's connection is new and waits for <c>Confirm</c> (not yet in the table).</summary>
     public readonly bool IsUnconfirmed => (Flags & StateFlags.Unconfirmed) != 0;
 
+    /// <summary>
+    /// True when the packet completed a fragmented datagram: the verdict is the datagram's, and
+    /// <see cref="ConntrackTable.TryGetReassembled(in PacketState, out ReadOnlySpan{byte})"/> gives its bytes.
+    /// </summary>
+    public readonly bool IsReassembled => (Flags & StateFlags.Reassembled) != 0;
+
     /// <summary>The layer-4 protocol of the packet (after IPv6 extension headers); 0 if not found.</summary>
     public byte Protocol { readonly get; internal set; }
+
+    /// <summary>The helper's message when it dropped the packet (the kernel's nf_ct_helper_log text), else null.</summary>
+    public string? HelperMessage { readonly get; internal set; }
 
     internal StateFlags Flags;
 
@@ -39,6 +48,7 @@ public struct PacketState
         Connection = default;
         Info = ConntrackInfo.Invalid;
         Reason = PacketReason.None;
+        HelperMessage = null;
         Protocol = 0;
         Flags = StateFlags.None;
         OriginalHash = 0;
@@ -52,5 +62,6 @@ public struct PacketState
         None = 0,
         Unconfirmed = 1,
         Ipv6 = 2,
+        Reassembled = 4,
     }
 }

@@ -78,8 +78,135 @@ public static class ConnectionFormatter
         return sw.ToString();
     }
 
+    /// <summary>
+    /// An expectation as the oracle prints it: <c>ipv4 tcp 6 src=.. dst=.. sport=0 dport=50001 mask-src=..
+    /// mask-dst=.. mask-sport=0 mask-dport=65535 master-src=.. master-dst=.. master-sport=.. master-dport=..
+    /// [flags] class=0 helper=ftp</c> (<c>helper=sip/audio</c> for named policies; <c>timeout=</c> on request).
+    /// </summary>
+    public static void WriteOracleExpectLine(TextWriter writer, in Expectations.ExpectationInfo e, bool timeouts = false)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        var t = e.Tuple;
+        bool v6 = t.IsIpv6;
+        writer.Write(v6 ? "ipv6 " : "ipv4 ");
+        writer.Write(L4Name(t.Protocol));
+        writer.Write(' ');
+        writer.Write(t.Protocol.ToString(CultureInfo.InvariantCulture));
+        writer.Write(' ');
+        WriteTuple(writer, t, compressIpv6: true);
+        writer.Write("mask-src=");
+        WriteAddress(writer, e.MaskSource, v6, compress: true);
+        writer.Write(" mask-dst=");
+        writer.Write(v6 ? "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" : "255.255.255.255");
+        writer.Write(string.Create(CultureInfo.InvariantCulture, $" mask-sport={e.MaskSourcePort} mask-dport=65535 "));
+        writer.Write("master-src=");
+        WriteAddress(writer, e.Master.SourceAddress, v6, compress: true);
+        writer.Write(" master-dst=");
+        WriteAddress(writer, e.Master.DestinationAddress, v6, compress: true);
+        writer.Write(string.Create(CultureInfo.InvariantCulture, $" master-sport={e.Master.SourcePort} master-dport={e.Master.DestinationPort} "));
+        if (e.Flags != Expectations.ExpectationFlags.None)
+        {
+            if ((e.Flags & Expectations.ExpectationFlags.Permanent) != 0)
+            {
+                writer.Write("[PERMANENT] ");
+            }
+
+            if ((e.Flags & Expectations.ExpectationFlags.Inactive) != 0)
+            {
+                writer.Write("[INACTIVE] ");
+            }
+
+            if ((e.Flags & Expectations.ExpectationFlags.Userspace) != 0)
+            {
+                writer.Write("[USERSPACE] ");
+            }
+        }
+
+        writer.Write(string.Create(CultureInfo.InvariantCulture, $"class={e.Class} helper={e.HelperName}"));
+        if (!string.IsNullOrEmpty(e.PolicyName))
+        {
+            writer.Write('/');
+            writer.Write(e.PolicyName);
+        }
+
+        if (timeouts)
+        {
+            writer.Write(string.Create(CultureInfo.InvariantCulture, $" timeout={Math.Max(0, e.RemainingNs / NsPerSecond)}"));
+        }
+    }
+
+    /// <summary>
+    /// An event as <c>conntrack -E</c> prints it, e.g.
+    /// <c>    [NEW] tcp      6 120 SYN_SENT src=.. dst=.. sport=.. dport=.. [UNREPLIED] src=.. dst=.. sport=.. dport=..</c>;
+    /// expectation events as <c>[NEW]</c>/<c>[DESTROY]</c> followed by the oracle's expectation line.
+    /// </summary>
+    public static void WriteEventLine(TextWriter writer, in Events.ConntrackEvent e)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        writer.Write(("[" + e.Label + "]").PadLeft(9));
+        writer.Write(' ');
+        if (e.IsExpectation)
+        {
+            WriteOracleExpectLine(writer, e.Expectation, timeouts: true);
+            return;
+        }
+
+        var c = e.Connection;
+        writer.Write(c.ProtocolName.PadRight(8));
+        writer.Write(' ');
+        writer.Write(c.Protocol.ToString(CultureInfo.InvariantCulture));
+        writer.Write(' ');
+        writer.Write(Math.Max(0, c.RemainingNs / NsPerSecond).ToString(CultureInfo.InvariantCulture));
+        writer.Write(' ');
+        if (c.StateName is { } state)
+        {
+            writer.Write(state);
+            writer.Write(' ');
+        }
+
+        WriteTuple(writer, c.Original, compressIpv6: true);
+        if ((c.Status & ConnectionStatus.SeenReply) == 0)
+        {
+            writer.Write("[UNREPLIED] ");
+        }
+
+        WriteTuple(writer, c.Reply, compressIpv6: true);
+        if ((c.Status & ConnectionStatus.Assured) != 0)
+        {
+            writer.Write("[ASSURED] ");
+        }
+
+        if (c.Mark != 0)
+        {
+            writer.Write(string.Create(CultureInfo.InvariantCulture, $"mark={c.Mark} "));
+        }
+
+        if (c.Zone != 0)
+        {
+            writer.Write(string.Create(CultureInfo.InvariantCulture, $"zone={c.Zone} "));
+        }
+
+        if (c.HelperName is { } helper)
+        {
+            writer.Write("helper=");
+            writer.Write(helper);
+        }
+    }
+
+    private static string L4Name(byte protocol) => protocol switch
+    {
+        IpProtocol.Icmp => "icmp",
+        IpProtocol.Tcp => "tcp",
+        IpProtocol.Udp => "udp",
+        IpProtocol.Gre => "gre",
+        IpProtocol.Sctp => "sctp",
+        IpProtocol.UdpLite => "udplite",
+        IpProtocol.Icmpv6 => "icmpv6",
+        _ => "unknown",
+    };
+
     /// <summary>A line of <c>/proc/net/nf_conntrack</c> (ct_seq_show), without the trailing newline.</summary>
-    public static void WriteProcLine(TextWriter writer, in ConnectionInfo connection, GreTimeouts gre = default)
+    public static void WriteProcLine(TextWriter writer, in ConnectionInfo connection, GreTimeouts? gre = null)
     {
         ArgumentNullException.ThrowIfNull(writer);
         bool v6 = connection.IsIpv6;
@@ -93,7 +220,8 @@ public static class ConnectionFormatter
         writer.Write(' ');
         if (connection.Protocol == IpProtocol.Gre)
         {
-            writer.Write(string.Create(CultureInfo.InvariantCulture, $"timeout={gre.Timeout}, stream_timeout={gre.StreamTimeout} "));
+            var g = gre ?? new GreTimeouts(30, 180);
+            writer.Write(string.Create(CultureInfo.InvariantCulture, $"timeout={g.Timeout}, stream_timeout={g.StreamTimeout} "));
         }
 
         if (connection.StateName is { } state)

@@ -17,7 +17,7 @@ internal struct StatCounters
     public long Drop;
     public long EarlyDrop;
     public long Error;
-    public long IcmpError;
+    public long RelatedIcmpErrors;
     public long ExpectNew;
     public long ExpectCreate;
     public long ExpectDelete;
@@ -38,7 +38,7 @@ internal struct StatCounters
         s.Drop += Volatile.Read(ref Drop);
         s.EarlyDrop += Volatile.Read(ref EarlyDrop);
         s.Error += Volatile.Read(ref Error);
-        s.IcmpError += Volatile.Read(ref IcmpError);
+        s.RelatedIcmpErrors += Volatile.Read(ref RelatedIcmpErrors);
         s.ExpectNew += Volatile.Read(ref ExpectNew);
         s.ExpectCreate += Volatile.Read(ref ExpectCreate);
         s.ExpectDelete += Volatile.Read(ref ExpectDelete);
@@ -72,7 +72,7 @@ public struct ConntrackStatistics
     public long Found { get; internal set; }
     /// <summary><c>invalid</c>: packets that got no connection.</summary>
     public long Invalid { get; internal set; }
-    /// <summary><c>insert</c>: connections confirmed into the table.</summary>
+    /// <summary><c>insert</c>: connections inserted through the management interface (the kernel counts only ctnetlink inserts here, not confirmations).</summary>
     public long Insert { get; internal set; }
     /// <summary><c>insert_failed</c>: confirmations refused (lost race without resolution, chain too long, dying).</summary>
     public long InsertFailed { get; internal set; }
@@ -84,8 +84,8 @@ public struct ConntrackStatistics
     public long EarlyDrop { get; internal set; }
     /// <summary><c>error</c>: ICMP/ICMPv6 packets conntrack's error handler rejected.</summary>
     public long Error { get; internal set; }
-    /// <summary>ICMP/ICMPv6 errors that matched a tracked connection (RELATED).</summary>
-    public long IcmpError { get; internal set; }
+    /// <summary>ICMP/ICMPv6 errors that matched a tracked connection (RELATED); not a kernel counter (the kernel's <c>error</c> counts the rejected ones).</summary>
+    public long RelatedIcmpErrors { get; internal set; }
     /// <summary><c>expect_new</c>: connections created from an expectation.</summary>
     public long ExpectNew { get; internal set; }
     /// <summary><c>expect_create</c>: expectations created.</summary>
@@ -109,7 +109,7 @@ public struct ConntrackStatistics
     public override readonly string ToString() =>
         $"entries {Entries}\nunconfirmed {Unconfirmed}\ndying {Dying}\nmax {MaxEntries}\nbuckets {Buckets}\n" +
         $"found {Found}\ninvalid {Invalid}\ninsert {Insert}\ninsert_failed {InsertFailed}\nclash_resolve {ClashResolve}\n" +
-        $"drop {Drop}\nearly_drop {EarlyDrop}\nerror {Error}\nicmp_error {IcmpError}\nexpect_new {ExpectNew}\n" +
+        $"drop {Drop}\nearly_drop {EarlyDrop}\nerror {Error}\nicmp_related {RelatedIcmpErrors}\nexpect_new {ExpectNew}\n" +
         $"expect_create {ExpectCreate}\nexpect_delete {ExpectDelete}\nsearch_restart {SearchRestart}\n" +
         $"chaintoolong {ChainTooLong}\nnew {New}\nip_input_drop {IpInputDrop}\nuntracked {Untracked}\nevents_lost {EventsLost}";
 }

@@ -104,7 +104,10 @@ internal static class GenericTracker
                 return TrackResult.Accept;
             }
 
-            c.TrySet(ConnectionStatus.Assured);
+            if (c.TrySet(ConnectionStatus.Assured))
+            {
+                table.CacheEvent(p.Index, Events.ConntrackEventType.Assured);
+            }
         }
         else
         {

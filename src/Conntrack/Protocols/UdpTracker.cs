@@ -76,7 +76,10 @@ internal static class UdpTracker
 
             if (stream)
             {
-                c.TrySet(ConnectionStatus.Assured);
+                if (c.TrySet(ConnectionStatus.Assured))
+            {
+                table.CacheEvent(p.Index, Events.ConntrackEventType.Assured);
+            }
             }
         }
         else
@@ -140,7 +143,10 @@ internal static class UdpTracker
                 return TrackResult.Accept;
             }
 
-            c.TrySet(ConnectionStatus.Assured);
+            if (c.TrySet(ConnectionStatus.Assured))
+            {
+                table.CacheEvent(p.Index, Events.ConntrackEventType.Assured);
+            }
         }
         else
         {

@@ -38,11 +38,18 @@ public sealed partial class ConntrackTable
             return -1;
         }
 
+        if (Volatile.Read(ref _dyingCount) > (Store.Capacity - Settings.MaxEntries) / 2)
+        {
+            // Half the slack waits on the dying list: recycle it in one go (one process-wide barrier for
+            // many entries) before allocation has to fail.
+            Reclaim(ctx);
+        }
+
         int idx = Store.TryAllocate();
         if (idx < 0)
         {
             // Every slot is in use or waiting for readers to move on: try to reclaim, once.
-            Reclaim();
+            Reclaim(ctx);
             idx = Store.TryAllocate();
             if (idx < 0)
             {
@@ -72,6 +79,16 @@ public sealed partial class ConntrackTable
         c.Lock = 0;
         c.Kind = EntryKind.Unconfirmed;
         Ext.Init(idx);
+        if (Volatile.Read(ref _helperSlots) is { } helpers)
+        {
+            helpers.At(idx).Reset();
+        }
+
+        if (_ecache is { } ecache)
+        {
+            ecache.At(idx) = default;
+        }
+
         AddUnconfirmed(idx, ctx);
     }
 
@@ -126,6 +143,7 @@ public sealed partial class ConntrackTable
     private void ReleaseUnconfirmed(int idx)
     {
         RemoveUnconfirmed(idx);
+        RemoveExpectationsOf(idx, -1, 0);
         Interlocked.Decrement(ref _count);
         Store.Free(idx);
     }
@@ -236,6 +254,16 @@ public sealed partial class ConntrackTable
         UnlockPair(b0, b1);
         Interlocked.Decrement(ref _hashedCount);
 
+        // Expectations die with their master (nf_ct_remove_expectations).
+        RemoveExpectationsOf(idx, -1, now);
+
+        if (!DeliverDestroy(idx, now))
+        {
+            // Still counted against the limit until its DESTROY is out, as on the kernel's ecache dying list.
+            DeferDestroy(idx);
+            return true;
+        }
+
         Interlocked.Decrement(ref _count);
         Retire(idx);
         return true;
@@ -271,14 +299,24 @@ public sealed partial class ConntrackTable
     /// visible here, so the packet path needs no fence of its own. An entry retired in epoch R is safe once
     /// every thread inside the table entered after R.
     /// </summary>
-    internal void Reclaim()
+    /// <param name="quiescent">
+    /// The calling thread's context when the caller holds no entry it found (the allocation path: its
+    /// lookup missed); it then counts as having entered in the new epoch, so entries it retired itself —
+    /// an early drop's victims — become reusable at once.
+    /// </param>
+    internal void Reclaim(ThreadContext? quiescent = null)
     {
         if (Volatile.Read(ref _dyingHead) < 0)
         {
             return;
         }
 
-        Interlocked.Increment(ref _epoch);
+        long epoch = Interlocked.Increment(ref _epoch);
+        if (quiescent is not null && quiescent.Depth > 0)
+        {
+            Volatile.Write(ref quiescent.ActiveEpoch, epoch);
+        }
+
         Interlocked.MemoryBarrierProcessWide();
         // Every thread inside the table counts, the caller included: it may still hold an entry it found.
         long oldestActive = long.MaxValue;
@@ -296,6 +334,7 @@ public sealed partial class ConntrackTable
         int idx = head;
         while (idx >= 0 && Entries[idx].Timeout < oldestActive)
         {
+            Entries[idx].Kind = EntryKind.Free;
             tail = idx;
             n++;
             idx = Entries[idx].ListLink;
@@ -385,7 +424,8 @@ public sealed partial class ConntrackTable
         try
         {
             int max95 = Settings.MaxEntries / 100 * 95;
-            bool earlyDrop = _gcEarlyDrop;
+            // The kernel skips eviction entirely when the 95% mark rounds to 0 (nf_conntrack_max < 100).
+            bool earlyDrop = _gcEarlyDrop && max95 > 0;
             int i = _gcCursor;
             for (int n = 0; n < bucketBudget; n++)
             {
@@ -424,6 +464,9 @@ public sealed partial class ConntrackTable
             }
 
             _gcCursor = i;
+            Defragmenter?.Expire(now);
+            ExpireExpectations(now);
+            RedeliverDestroys(now);
         }
         finally
         {

@@ -35,6 +35,10 @@ internal sealed class Settings
     /// <summary>SCTP timeouts indexed by SCTP state (CLOSED .. HEARTBEAT_SENT).</summary>
     public readonly long[] SctpTimeouts;
 
+    public readonly bool Defragmentation;
+    public readonly long Ipv4FragmentTimeout;
+    public readonly long Ipv6FragmentTimeout;
+
     public readonly ConntrackOptions Options;
 
     public Settings(ConntrackOptions o)
@@ -70,6 +74,9 @@ internal sealed class Settings
         GenericTimeout = Ns(o.GenericTimeout);
         GreTimeout = Ns(o.GreTimeout);
         GreTimeoutStream = Ns(o.GreTimeoutStream);
+        Defragmentation = o.Defragmentation;
+        Ipv4FragmentTimeout = Ns(o.Ipv4FragmentTimeout);
+        Ipv6FragmentTimeout = Ns(o.Ipv6FragmentTimeout);
         SctpTimeouts =
         [
             0, Ns(o.SctpTimeoutClosed), Ns(o.SctpTimeoutCookieWait), Ns(o.SctpTimeoutCookieEchoed),

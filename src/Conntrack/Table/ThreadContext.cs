@@ -26,6 +26,9 @@ internal sealed class ThreadContext
     public int UnconfirmedLock;
     public int UnconfirmedCount;
 
+    /// <summary>Where reassembled datagrams are written (allocated on this thread's first fragment).</summary>
+    public byte[]? ReassemblyBuffer;
+
     private ulong _random;
 
     public readonly int Id;

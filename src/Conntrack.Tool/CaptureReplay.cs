@@ -13,11 +13,13 @@ internal sealed class CaptureReplay
 {
     private readonly ReplayOptions _options;
     private readonly TextWriter _out;
+    private readonly TextWriter? _log;
 
-    public CaptureReplay(ReplayOptions options, TextWriter output)
+    public CaptureReplay(ReplayOptions options, TextWriter output, TextWriter? log = null)
     {
         _options = options;
         _out = output;
+        _log = log;
     }
 
     public int Run()
@@ -29,8 +31,10 @@ internal sealed class CaptureReplay
         }
 
         using var table = new ConntrackTable(engine);
+        ConfigureHelpers(table);
+        using var events = _options.Events ? table.Subscribe(Events.ConntrackEventType.All, 1 << 16) : null;
         using var reader = CaptureReader.Open(_options.File!);
-        bool oracle = _options.Format == "oracle";
+        bool oracle = _options.Format == "oracle" && events is null;
         if (oracle)
         {
             _out.Write("# per-packet\n");
@@ -99,6 +103,11 @@ internal sealed class CaptureReplay
             }
 
             counts[result] = counts.GetValueOrDefault(result) + 1;
+            if (events is not null)
+            {
+                DrainEvents(events);
+            }
+
             if (_options.Clock == ClockMode.Capture && (n & 255) == 0)
             {
                 // The kernel's GC worker runs while packets flow; do a small step every 256 packets.
@@ -108,21 +117,102 @@ internal sealed class CaptureReplay
 
         table.Release(ref state);
         long now = _options.Clock == ClockMode.Frozen ? first : last;
+        if (events is not null)
+        {
+            DrainEvents(events);
+            _out.Flush();
+            _log?.WriteLine($"conntrack-replay: {n} packets; {events.Lost} events lost");
+            return 0;
+        }
+
         WriteTable(table, now, oracle);
         _out.Flush();
         if (reader.TruncatedAt is long at)
         {
-            Console.Error.WriteLine($"conntrack-replay: warning: truncated last record at offset {at} ignored");
+            _log?.WriteLine($"conntrack-replay: warning: truncated last record at offset {at} ignored");
         }
 
-        Console.Error.WriteLine($"conntrack-replay: {n} packets ({string.Join(", ", counts.OrderBy(k => k.Key, StringComparer.Ordinal).Select(k => $"{k.Key} {k.Value}"))}); {table.Count} table entries");
+        _log?.WriteLine($"conntrack-replay: {n} packets ({string.Join(", ", counts.OrderBy(k => k.Key, StringComparer.Ordinal).Select(k => $"{k.Key} {k.Value}"))}); {table.Count} table entries");
         return 0;
+    }
+
+    private readonly StringWriter _line = new(System.Globalization.CultureInfo.InvariantCulture);
+
+    private void DrainEvents(Events.ConntrackSubscription events)
+    {
+        while (events.Reader.TryRead(out var e))
+        {
+            _line.GetStringBuilder().Clear();
+            ConnectionFormatter.WriteEventLine(_line, e);
+            _out.Write(_line.ToString().TrimEnd());
+            _out.Write('\n');
+        }
+    }
+
+    /// <summary>
+    /// --helper and --helpers as the oracle applies them: explicit entries first, in order, then every
+    /// standard helper; a connection keeps the first helper it is given.
+    /// </summary>
+    private void ConfigureHelpers(ConntrackTable table)
+    {
+        if (!_options.ShowHelpers)
+        {
+            return;
+        }
+
+        table.Helpers.RegisterBuiltIns();
+        foreach (var spec in _options.Helpers)
+        {
+            var parts = spec.Split(':');
+            if (parts.Length is not (1 or 3) || parts[0].Length == 0)
+            {
+                throw new ArgumentException($"--helper wants NAME or NAME:PROTO:PORT, got '{spec}'");
+            }
+
+            var known = table.Helpers.All.Where(h => string.Equals(h.Name, parts[0], StringComparison.OrdinalIgnoreCase)).ToList();
+            if (known.Count == 0)
+            {
+                throw new ArgumentException($"--helper {spec}: no helper '{parts[0]}' (known: {string.Join(", ", table.Helpers.All.Select(h => h.Name).Distinct())})");
+            }
+
+            if (parts.Length == 1)
+            {
+                foreach (var h in known)
+                {
+                    table.Helpers.Assign(h.Name, h.Protocol, h.DefaultPort);
+                }
+
+                continue;
+            }
+
+            byte protocol = parts[1].ToLowerInvariant() switch
+            {
+                "tcp" => IpProtocol.Tcp,
+                "udp" => IpProtocol.Udp,
+                _ => throw new ArgumentException($"--helper {spec}: protocol must be tcp or udp"),
+            };
+            var range = parts[2].Split('-');
+            if (range.Length is not (1 or 2) || !ushort.TryParse(range[0], out ushort first) || first == 0
+                || (range.Length == 2 && (!ushort.TryParse(range[1], out _) || ushort.Parse(range[1], System.Globalization.CultureInfo.InvariantCulture) < first)))
+            {
+                throw new ArgumentException($"--helper {spec}: PORT must be a port 1-65535 or a range N-M");
+            }
+
+            ushort last = range.Length == 2 ? ushort.Parse(range[1], System.Globalization.CultureInfo.InvariantCulture) : first;
+            table.Helpers.Assign(parts[0], protocol, first, last);
+        }
+
+        if (_options.AllHelpers)
+        {
+            table.Helpers.AssignDefaults();
+            _log?.WriteLine("conntrack-replay: note: --helpers: no pptp, sane, amanda, RAS or Q.931 helper yet; left out");
+        }
     }
 
     private void WriteTable(ConntrackTable table, long now, bool oracle)
     {
         var lines = new List<string>();
-        var options = new OracleLineOptions(Helper: false, Accounting: _options.Accounting, Timeouts: _options.Timeouts);
+        var options = new OracleLineOptions(Helper: _options.ShowHelpers, Accounting: _options.Accounting, Timeouts: _options.Timeouts);
         var sw = new StringWriter(System.Globalization.CultureInfo.InvariantCulture);
         foreach (var c in table.GetConnections(now))
         {
@@ -149,6 +239,25 @@ internal sealed class CaptureReplay
         {
             _out.Write(l);
             _out.Write('\n');
+        }
+
+        if (oracle && _options.ShowExpect)
+        {
+            var expect = new List<string>();
+            foreach (var e in table.SnapshotExpectations(now))
+            {
+                sw.GetStringBuilder().Clear();
+                ConnectionFormatter.WriteOracleExpectLine(sw, e, _options.Timeouts);
+                expect.Add(sw.ToString());
+            }
+
+            expect.Sort(StringComparer.Ordinal);
+            _out.Write("# expect\n");
+            foreach (var l in expect)
+            {
+                _out.Write(l);
+                _out.Write('\n');
+            }
         }
     }
 

@@ -19,6 +19,22 @@ internal sealed class ReplayOptions
     public bool Timeouts { get; init; }
     public bool Accounting { get; init; }
     public bool NoPad { get; init; }
+
+    /// <summary>--helper NAME[:PROTO:PORT[-PORT]] entries, in order.</summary>
+    public IReadOnlyList<string> Helpers { get; init; } = [];
+
+    /// <summary>--helpers: every built-in helper on its standard port(s).</summary>
+    public bool AllHelpers { get; init; }
+
+    /// <summary>--expect: print the expectation table even without helpers.</summary>
+    public bool Expect { get; init; }
+
+    /// <summary>--events: print the event stream (conntrack -E) instead of the report.</summary>
+    public bool Events { get; init; }
+
+    public bool ShowHelpers => Helpers.Count > 0 || AllHelpers;
+
+    public bool ShowExpect => ShowHelpers || Expect;
     public required ConntrackOptions Engine { get; init; }
 
     // Synthetic traffic (no FILE).

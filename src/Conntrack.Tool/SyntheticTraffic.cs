@@ -8,7 +8,8 @@ namespace Conntrack.Tool;
 /// Built-in traffic for a run without a capture: a population of hosts talking TCP (handshake, request,
 /// response segments, FIN teardown), UDP (DNS-like query and answer), ICMP echo and ESP, with flows
 /// interleaved at random, plus a sprinkle of malformed and unsolicited packets. Packets are built once
-/// into one arena and then replayed, so the timed loop measures the engine, not the generator.
+/// into one arena with correct checksums and replayed; between passes (outside the timed part) the client
+/// addresses are renumbered so that every pass is a fresh set of flows, not a replay of closed ones.
 /// </summary>
 internal sealed class SyntheticTraffic
 {
@@ -43,31 +44,44 @@ internal sealed class SyntheticTraffic
         const long Tick = 10_000; // 10 µs of traffic time per packet: 100 k packets per second of clock
         long now = 1_000_000_000_000;
         var state = default(PacketState);
-        var sw = Stopwatch.StartNew();
-        for (long i = 0; i < total; i++)
+        var sw = new Stopwatch();
+        int pass = 0;
+        for (long done = 0; done < total; pass++)
         {
-            var (off, len) = _packets[(int)(i % _packets.Count)];
-            var packet = new ReadOnlySpan<byte>(_arena, off, len);
-            Verdict v = table.In(packet, now, ref state);
-            if (v == Verdict.Accept)
+            if (pass > 0)
             {
-                v = table.Confirm(packet, now, ref state);
+                Renumber(pass); // outside the timed part
             }
 
-            if (v != Verdict.Accept)
+            int count = (int)Math.Min(_packets.Count, total - done);
+            sw.Start();
+            for (int k = 0; k < count; k++)
             {
-                drops++;
+                var (off, len) = _packets[k];
+                var packet = new ReadOnlySpan<byte>(_arena, off, len);
+                Verdict v = table.In(packet, now, ref state);
+                if (v == Verdict.Accept)
+                {
+                    v = table.Confirm(packet, now, ref state);
+                }
+
+                if (v != Verdict.Accept)
+                {
+                    drops++;
+                }
+
+                verdicts[(int)state.Info]++;
+                now += Tick;
+                if ((k & 1023) == 0)
+                {
+                    table.CollectGarbage(now, 256);
+                }
             }
 
-            verdicts[(int)state.Info]++;
-            now += Tick;
-            if ((i & 1023) == 0)
-            {
-                table.CollectGarbage(now, 256);
-            }
+            sw.Stop();
+            done += count;
         }
 
-        sw.Stop();
         table.Release(ref state);
         var stats = table.Statistics;
         var ci = CultureInfo.InvariantCulture;
@@ -86,7 +100,7 @@ internal sealed class SyntheticTraffic
             _out.WriteLine("  " + line);
         }
 
-        _out.WriteLine(string.Create(ci, $"memory: {table.BytesPerConnection} bytes per connection slot"));
+        _out.WriteLine(string.Create(ci, $"memory: {table.BytesPerConnection:F1} bytes per tracked connection when full"));
         return 0;
     }
 
@@ -173,6 +187,87 @@ internal sealed class SyntheticTraffic
         q.Enqueue(() => Tcp(c, s, sport, dport, 0x10, cs + 302, ss + 2 + end, 0));
     }
 
+    /// <summary>
+    /// Moves every client into 10+pass.x.y.z (first octet of the 10/8 addresses), fixing the IPv4 header and
+    /// TCP/UDP checksums incrementally (RFC 1624), so the next pass opens new flows.
+    /// </summary>
+    private void Renumber(int pass)
+    {
+        byte octet = (byte)(10 + pass % 100);
+        foreach (var (off, len) in _packets)
+        {
+            var p = _arena.AsSpan(off, len);
+            int at = p[12] >= 10 && p[12] < 110 && p[16] is < 10 or >= 110 ? 12 : p[16] >= 10 && p[16] < 110 ? 16 : -1;
+            if (at < 0)
+            {
+                continue;
+            }
+
+            ushort oldWord = BinaryPrimitives.ReadUInt16BigEndian(p[at..]);
+            p[at] = octet;
+            ushort newWord = BinaryPrimitives.ReadUInt16BigEndian(p[at..]);
+            Adjust(p[10..], oldWord, newWord);
+            int l4 = 20;
+            int ck = p[9] == 6 ? l4 + 16 : p[9] == 17 ? l4 + 6 : -1;
+            if (ck >= 0 && ck + 2 <= p.Length && !(p[9] == 17 && BinaryPrimitives.ReadUInt16BigEndian(p[ck..]) == 0))
+            {
+                Adjust(p[ck..], oldWord, newWord);
+            }
+        }
+    }
+
+    private static void Adjust(Span<byte> checksum, ushort oldWord, ushort newWord)
+    {
+        // HC' = ~(~HC + ~m + m')
+        uint sum = (ushort)~BinaryPrimitives.ReadUInt16BigEndian(checksum) + (uint)(ushort)~oldWord + newWord;
+        sum = (sum & 0xFFFF) + (sum >> 16);
+        sum = (sum & 0xFFFF) + (sum >> 16);
+        BinaryPrimitives.WriteUInt16BigEndian(checksum, (ushort)~sum);
+    }
+
+    private static ushort Sum(ReadOnlySpan<byte> data, uint initial)
+    {
+        uint sum = initial;
+        for (int i = 0; i + 1 < data.Length; i += 2)
+        {
+            sum += BinaryPrimitives.ReadUInt16BigEndian(data[i..]);
+        }
+
+        if ((data.Length & 1) != 0)
+        {
+            sum += (uint)data[^1] << 8;
+        }
+
+        while (sum >> 16 != 0)
+        {
+            sum = (sum & 0xFFFF) + (sum >> 16);
+        }
+
+        return (ushort)~sum;
+    }
+
+    /// <summary>Fills the TCP (16), UDP (6) or ICMP (2) checksum of a finished packet.</summary>
+    private static void Layer4Checksum(Span<byte> p, int checksumOffset, bool pseudoHeader)
+    {
+        var l4 = p[20..];
+        uint initial = 0;
+        if (pseudoHeader)
+        {
+            initial = Sum(p.Slice(12, 8), 0);
+            initial = (ushort)~initial;
+            initial += p[9];
+            initial += (uint)l4.Length;
+        }
+
+        ushort ck = Sum(l4, initial);
+        if (ck == 0 && p[9] == 17)
+        {
+            ck = 0xFFFF;
+        }
+
+        BinaryPrimitives.WriteUInt16BigEndian(l4[checksumOffset..], ck);
+    }
+
     private Span<byte> Reserve(int length)
     {
         if (_used + length > _arena.Length)
@@ -222,6 +317,7 @@ internal sealed class SyntheticTraffic
         t[12] = 5 << 4;
         t[13] = flags;
         BinaryPrimitives.WriteUInt16BigEndian(t[14..], 64000);
+        Layer4Checksum(p, 16, pseudoHeader: true);
     }
 
     private void Udp(string src, string dst, ushort sport, ushort dport, int payload)
@@ -230,6 +326,7 @@ internal sealed class SyntheticTraffic
         BinaryPrimitives.WriteUInt16BigEndian(p[20..], sport);
         BinaryPrimitives.WriteUInt16BigEndian(p[22..], dport);
         BinaryPrimitives.WriteUInt16BigEndian(p[24..], (ushort)(8 + payload));
+        Layer4Checksum(p, 6, pseudoHeader: true);
     }
 
     private void Icmp(string src, string dst, byte type, ushort id, ushort seq)
@@ -238,6 +335,7 @@ internal sealed class SyntheticTraffic
         p[20] = type;
         BinaryPrimitives.WriteUInt16BigEndian(p[24..], id);
         BinaryPrimitives.WriteUInt16BigEndian(p[26..], seq);
+        Layer4Checksum(p, 2, pseudoHeader: false);
     }
 
     private void Esp(string src, string dst) => Ipv4(src, dst, 50, 32);

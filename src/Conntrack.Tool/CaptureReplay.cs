@@ -41,6 +41,8 @@ internal sealed class CaptureReplay
         }
 
         var counts = new Dictionary<string, int>(StringComparer.Ordinal);
+        var results = new List<string>();
+        var attribution = new FragmentAttribution();
         byte[] padded = new byte[256 * 1024];
         long first = 0, last = 0;
         long n = 0;
@@ -89,17 +91,18 @@ internal sealed class CaptureReplay
                 result = v switch
                 {
                     Verdict.Stolen => "FRAG",
-                    Verdict.Drop => state.Reason == PacketReason.FragmentDropped || IsFragment(kind, ip) ? "FRAG" : "LOST",
+                    Verdict.Drop => IsFragment(kind, ip) ? "FRAG" : "LOST",
                     _ => state.Info.ToOracleString(),
                 };
+                if (oracle && FragmentKey(kind, ip) is { } key)
+                {
+                    attribution.Add(n, key, FragmentFirst(kind, ip), result);
+                }
             }
 
             if (oracle)
             {
-                _out.Write(n.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                _out.Write('\t');
-                _out.Write(result);
-                _out.Write('\n');
+                results.Add(result);
             }
 
             counts[result] = counts.GetValueOrDefault(result) + 1;
@@ -116,6 +119,19 @@ internal sealed class CaptureReplay
         }
 
         table.Release(ref state);
+        if (oracle)
+        {
+            attribution.Apply(results);
+            var ci = System.Globalization.CultureInfo.InvariantCulture;
+            for (int i = 0; i < results.Count; i++)
+            {
+                _out.Write((i + 1).ToString(ci));
+                _out.Write('\t');
+                _out.Write(results[i]);
+                _out.Write('\n');
+            }
+        }
+
         long now = _options.Clock == ClockMode.Frozen ? first : last;
         if (events is not null)
         {
@@ -276,6 +292,102 @@ internal sealed class CaptureReplay
         }
 
         return -1;
+    }
+
+    /// <summary>
+    /// The oracle's reassembly key (frag_key): IPv4 source, destination, protocol and id when MF or an offset is
+    /// set; IPv6 source and destination when a fragment header is reachable through hop-by-hop, routing and
+    /// destination-options headers. Null for packets that are not fragments.
+    /// </summary>
+    private static string? FragmentKey(FrameKind kind, ReadOnlySpan<byte> ip)
+    {
+        if (!IsFragment(kind, ip))
+        {
+            return null;
+        }
+
+        return kind == FrameKind.Ipv4
+            ? "4" + Convert.ToHexString(ip.Slice(12, 8)) + ip[9].ToString(System.Globalization.CultureInfo.InvariantCulture) + Convert.ToHexString(ip.Slice(4, 2))
+            : "6" + Convert.ToHexString(ip.Slice(8, 32));
+    }
+
+    /// <summary>The oracle's frag_first: offset 0 (for IPv6 read where the walk of 0/43/60 headers ends).</summary>
+    private static bool FragmentFirst(FrameKind kind, ReadOnlySpan<byte> ip)
+    {
+        if (kind == FrameKind.Ipv4)
+        {
+            return (BinaryPrimitives.ReadUInt16BigEndian(ip[6..]) & 0x1FFF) == 0;
+        }
+
+        int nh = ip[6], off = 40;
+        while (nh is 0 or 43 or 60 && off + 2 <= ip.Length)
+        {
+            nh = ip[off];
+            off += (ip[off + 1] + 1) * 8;
+        }
+
+        return off + 4 <= ip.Length && (BinaryPrimitives.ReadUInt16BigEndian(ip[(off + 2)..]) & 0xFFF8) == 0;
+    }
+
+    /// <summary>
+    /// How the oracle reports fragments. It cannot tell which fragment completed a datagram, so it prints
+    /// FRAG for every fragment and gives the state conntrack logged for the datagram (or for a fragment the
+    /// kernel passed through unreassembled) to the last packet of that datagram's group: packets with the same
+    /// reassembly key, a new group starting when a first fragment arrives and the current group already has one.
+    /// The k-th state logged for a key goes to the k-th group of that key. The replay reports the same way, so
+    /// its per-packet lines compare with the oracle's.
+    /// </summary>
+    private sealed class FragmentAttribution
+    {
+        private readonly Dictionary<string, List<(List<long> Members, bool HasFirst)>> _groups = new(StringComparer.Ordinal);
+        private readonly List<(string Key, string State)> _logged = [];
+
+        public void Add(long index, string key, bool first, string state)
+        {
+            if (!_groups.TryGetValue(key, out var list))
+            {
+                _groups[key] = list = [];
+            }
+
+            if (list.Count == 0 || (first && list[^1].HasFirst))
+            {
+                list.Add(([], false));
+            }
+
+            var g = list[^1];
+            g.Members.Add(index);
+            list[^1] = (g.Members, g.HasFirst || first);
+            if (state != "FRAG")
+            {
+                _logged.Add((key, state));
+            }
+        }
+
+        public void Apply(List<string> results)
+        {
+            foreach (var list in _groups.Values)
+            {
+                foreach (var (members, _) in list)
+                {
+                    foreach (var m in members)
+                    {
+                        results[(int)m - 1] = "FRAG";
+                    }
+                }
+            }
+
+            var used = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (var (key, state) in _logged)
+            {
+                int k = used.GetValueOrDefault(key);
+                var groups = _groups[key];
+                if (k < groups.Count)
+                {
+                    results[(int)groups[k].Members.Max() - 1] = state;
+                    used[key] = k + 1;
+                }
+            }
+        }
     }
 
     /// <summary>

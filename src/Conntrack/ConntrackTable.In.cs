@@ -63,7 +63,8 @@ public sealed partial class ConntrackTable
         }
 
         packet = packet[..l3.Length];
-        if (l3.IsFragment && Defragmenter is { } defrag)
+        // IPv6 atomic fragments go through reassembly too: the kernel queues them like any fragment.
+        if ((l3.IsFragment || l3.Ipv6FragmentHeaderOffset >= 0) && Defragmenter is { } defrag)
         {
             // nf_defrag_ipv4/ipv6 run before conntrack (PREROUTING priority -400): fragments are held and the
             // datagram they complete is tracked as one packet, on the fragment that completed it.

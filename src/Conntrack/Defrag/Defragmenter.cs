@@ -25,9 +25,9 @@ internal enum DefragResult : byte
 /// IPv4 follows <c>ip_defrag</c>/<c>ip_frag_queue</c>/<c>ip_frag_reasm</c>, IPv6 <c>nf_ct_frag6_gather</c>/
 /// <c>nf_ct_frag6_queue</c>/<c>nf_ct_frag6_reasm</c>, both over the shared <c>inet_frag_queue_insert</c>
 /// (see <see cref="FragmentQueues"/>). Each family has its own table, memory counter, thresholds and
-/// timeout, as the kernel's two <c>fqdir</c>s do. The low thresholds have no effect: since Linux 5.1 the
-/// kernel no longer evicts queues, it only refuses every fragment (even of existing queues) while the memory
-/// is above the high threshold, until timeouts or completions bring it back down.
+/// timeout, as the kernel's two <c>fqdir</c>s do. The low thresholds have no effect: the kernel no longer
+/// evicts queues (low_thresh is only a bound for the sysctl), it refuses every fragment, even of existing
+/// queues, while the memory is above the high threshold, until timeouts or completions bring it down.
 /// </para>
 /// <para>
 /// Results: <see cref="DefragResult.Held"/> for a fragment the kernel queued (and for what
@@ -110,7 +110,7 @@ internal sealed class Defragmenter
         }
     }
 
-    /// <summary>The kernel's memory count for IPv4 fragments (<c>/proc/sys/net/ipv4/ipfrag_*</c>'s <c>fqdir->mem</c>).</summary>
+    /// <summary>The kernel's memory count for IPv4 fragments (<c>fqdir->mem</c>, "FRAG: memory" in /proc/net/sockstat).</summary>
     internal long Ipv4Memory
     {
         get

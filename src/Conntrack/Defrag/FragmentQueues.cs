@@ -157,7 +157,7 @@ internal sealed class FragmentQueues
     public FragmentQueues(long highThreshold, TimeSpan timeout, int queueSize, InetPeers? peers)
     {
         _high = highThreshold;
-        _timeout = Math.Max(0, timeout.Ticks) * 100;
+        _timeout = Math.Min(Math.Max(0, timeout.Ticks), long.MaxValue / 100) * 100;
         _queueSize = queueSize;
         _peers = peers;
 
@@ -213,7 +213,7 @@ internal sealed class FragmentQueues
         _queues[q] = new Queue
         {
             Key = key,
-            Deadline = now + _timeout,
+            Deadline = DeadlineFrom(now),
             HashNext = _buckets[b],
             TimerPrev = _timerTail,
             TimerNext = -1,
@@ -408,7 +408,7 @@ internal sealed class FragmentQueues
     {
         UnlinkTimer(queue);
         ref Queue q = ref _queues[queue];
-        q.Deadline = now + _timeout;
+        q.Deadline = DeadlineFrom(now);
         q.TimerPrev = _timerTail;
         q.TimerNext = -1;
         if (_timerTail >= 0)
@@ -467,6 +467,8 @@ internal sealed class FragmentQueues
 
         return n;
     }
+
+    private long DeadlineFrom(long now) => now > long.MaxValue - _timeout ? long.MaxValue : now + _timeout;
 
     private void UnlinkTimer(int queue)
     {

@@ -361,13 +361,14 @@ internal static class IpHeaders
             int hdrlen;
             if (next == IpProtocol.Fragment)
             {
+                // Recorded even when cut short, so that reassembly sees (and drops) it as the kernel does.
+                fragHeader = start;
                 if (start > p.Length - 4)
                 {
                     return -1;
                 }
 
                 fragField = BinaryPrimitives.ReadUInt16BigEndian(p[(start + 2)..]);
-                fragHeader = start;
                 if ((fragField & 0xFFF8) != 0)
                 {
                     return start;

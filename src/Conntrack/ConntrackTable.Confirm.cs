@@ -31,7 +31,11 @@ public sealed partial class ConntrackTable
                 var c = Enter();
                 try
                 {
-                    DeliverCachedEvents(state.Connection.Index, timestamp);
+                    Protect(c, state.Connection.Index);
+                    if (Volatile.Read(ref Entries[state.Connection.Index].Generation) == state.Connection.Generation)
+                    {
+                        DeliverCachedEvents(state.Connection.Index, timestamp);
+                    }
                 }
                 finally
                 {
@@ -45,6 +49,8 @@ public sealed partial class ConntrackTable
         var ctx = Enter();
         try
         {
+            // Hold the entry while the helper and the event delivery use it (RunHelper checks the generation).
+            Protect(ctx, state.Connection.Index);
             if (helped && RunHelper(packet, timestamp, ref state) == Verdict.Drop)
             {
                 // The packet dies at POSTROUTING: a new connection is never confirmed.
@@ -54,7 +60,11 @@ public sealed partial class ConntrackTable
 
             if (!unconfirmed)
             {
-                DeliverCachedEvents(state.Connection.Index, timestamp);
+                if (Volatile.Read(ref Entries[state.Connection.Index].Generation) == state.Connection.Generation)
+                {
+                    DeliverCachedEvents(state.Connection.Index, timestamp);
+                }
+
                 return Verdict.Accept;
             }
 
@@ -62,7 +72,12 @@ public sealed partial class ConntrackTable
             Verdict v = ConfirmCore(timestamp, ref state, ctx);
             if (v == Verdict.Accept && _ecache is not null)
             {
-                DeliverCachedEvents(state.Connection.Index, timestamp);
+                // After a clash merge the packet belongs to the winner: hold it before reading it.
+                Protect(ctx, state.Connection.Index);
+                if (Volatile.Read(ref Entries[state.Connection.Index].Generation) == state.Connection.Generation)
+                {
+                    DeliverCachedEvents(state.Connection.Index, timestamp);
+                }
             }
 
             return v;

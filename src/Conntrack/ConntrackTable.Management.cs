@@ -20,21 +20,51 @@ public sealed partial class ConntrackTable
             return false;
         }
 
-        ref Connection c = ref Entries[handle.Index];
-        if (c.Generation != handle.Generation || c.Kind is not (EntryKind.Hashed or EntryKind.Unconfirmed))
+        var ctx = Enter();
+        try
+        {
+            ref Connection c = ref Entries[handle.Index];
+            if (!IsLiveFor(ref c, handle, ctx))
+            {
+                return false;
+            }
+
+            uint status = Volatile.Read(ref c.Status);
+            if ((status & (uint)ConnectionStatus.Dying) != 0
+                || ((status & (uint)ConnectionStatus.Confirmed) != 0 && IsExpired(c.Timeout, now)))
+            {
+                return false;
+            }
+
+            info = Snapshot(handle.Index, now);
+            return Volatile.Read(ref c.Generation) == handle.Generation;
+        }
+        finally
+        {
+            Exit(ctx);
+        }
+    }
+
+    /// <summary>
+    /// Whether a handle still names its connection, for a caller inside the table. The entry is protected
+    /// first, so a hashed entry that passes cannot be reused until the caller leaves; an unconfirmed one
+    /// belongs to the thread that created it and is freed at once when released, so only that thread may use
+    /// its handle.
+    /// </summary>
+    private bool IsLiveFor(ref Connection c, ConnectionHandle handle, ThreadContext ctx)
+    {
+        Protect(ctx, handle.Index);
+        if (Volatile.Read(ref c.Generation) != handle.Generation)
         {
             return false;
         }
 
-        uint status = Volatile.Read(ref c.Status);
-        if ((status & (uint)ConnectionStatus.Dying) != 0
-            || ((status & (uint)ConnectionStatus.Confirmed) != 0 && IsExpired(c.Timeout, now)))
+        return c.Kind switch
         {
-            return false;
-        }
-
-        info = Snapshot(handle.Index, now);
-        return c.Generation == handle.Generation;
+            EntryKind.Hashed => true,
+            EntryKind.Unconfirmed => c.ListLink == ctx.Id,
+            _ => false,
+        } && Volatile.Read(ref c.Generation) == handle.Generation;
     }
 
     /// <summary>Finds the live, confirmed connection that has <paramref name="tuple"/> in either direction.</summary>
@@ -67,19 +97,27 @@ public sealed partial class ConntrackTable
             return false;
         }
 
-        ref Connection c = ref Entries[handle.Index];
-        if (c.Generation != handle.Generation || c.Kind is not (EntryKind.Hashed or EntryKind.Unconfirmed))
+        var ctx = Enter();
+        try
         {
-            return false;
-        }
+            ref Connection c = ref Entries[handle.Index];
+            if (!IsLiveFor(ref c, handle, ctx))
+            {
+                return false;
+            }
 
-        if (Volatile.Read(ref c.Mark) != mark)
+            if (Volatile.Read(ref c.Mark) != mark)
+            {
+                Volatile.Write(ref c.Mark, mark);
+                CacheEvent(handle.Index, Events.ConntrackEventType.Mark);
+            }
+
+            return true;
+        }
+        finally
         {
-            Volatile.Write(ref c.Mark, mark);
-            CacheEvent(handle.Index, Events.ConntrackEventType.Mark);
+            Exit(ctx);
         }
-
-        return true;
     }
 
     /// <summary>Removes a connection (<c>conntrack -D</c>). False if it was already gone.</summary>
@@ -94,8 +132,7 @@ public sealed partial class ConntrackTable
         try
         {
             ref Connection c = ref Entries[handle.Index];
-            return c.Generation == handle.Generation && c.Kind is EntryKind.Hashed or EntryKind.Unconfirmed
-                && Kill(handle.Index, now, ctx);
+            return IsLiveFor(ref c, handle, ctx) && Kill(handle.Index, now, ctx);
         }
         finally
         {
@@ -134,6 +171,7 @@ public sealed partial class ConntrackTable
                 while (node >= 0)
                 {
                     int next = Volatile.Read(ref LinkOf(node));
+                    Protect(ctx, node >> 1);
                     if (Kill(node >> 1, now, ctx))
                     {
                         removed++;
@@ -228,13 +266,19 @@ public sealed partial class ConntrackTable
         IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
-    /// <summary>Walks the buckets and yields each confirmed entry once, through its original-direction node.</summary>
+    /// <summary>
+    /// Walks the buckets and yields each confirmed entry once, through its original-direction node. Each bucket
+    /// is read whole inside the table's read side (so no entry it holds can be recycled under the walk, and a
+    /// chain ending on another bucket's marker is read again), then its entries are handed out one by one: an
+    /// entry removed and reused while the caller works on earlier ones cannot lead the walk into another chain.
+    /// </summary>
     public struct Enumerator : IEnumerator<ConnectionInfo>
     {
         private readonly ConntrackTable _table;
         private readonly long _now;
         private int _bucket;
-        private int _node;
+        private List<ConnectionInfo>? _batch;
+        private int _position;
         private ConnectionInfo _current;
 
         internal Enumerator(ConntrackTable table, long now)
@@ -242,7 +286,8 @@ public sealed partial class ConntrackTable
             _table = table;
             _now = now;
             _bucket = -1;
-            _node = -1;
+            _batch = null;
+            _position = 0;
             _current = default;
         }
 
@@ -254,52 +299,72 @@ public sealed partial class ConntrackTable
         /// <inheritdoc />
         public bool MoveNext()
         {
-            var t = _table;
-            while (true)
+            _batch ??= [];
+            while (_position >= _batch.Count)
             {
-                if (_node >= 0)
+                if (++_bucket >= _table.Buckets.Length)
                 {
-                    _node = Volatile.Read(ref t.LinkOf(_node));
+                    return false;
                 }
 
-                while (_node < 0)
-                {
-                    if (++_bucket >= t.Buckets.Length)
-                    {
-                        return false;
-                    }
-
-                    _node = Volatile.Read(ref t.Buckets[_bucket]);
-                }
-
-                if ((_node & 1) != 0)
-                {
-                    continue; // each connection is reported through its original node only
-                }
-
-                ref Connection c = ref t.Entries[_node >> 1];
-                uint status = Volatile.Read(ref c.Status);
-                if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) != (uint)ConnectionStatus.Confirmed
-                    || IsExpired(c.Timeout, _now))
-                {
-                    continue;
-                }
-
-                _current = t.Snapshot(_node >> 1, _now);
-                return true;
+                _table.ReadBucket(_bucket, _now, _batch);
+                _position = 0;
             }
+
+            _current = _batch[_position++];
+            return true;
         }
 
         /// <inheritdoc />
         public void Reset()
         {
             _bucket = -1;
-            _node = -1;
+            _batch?.Clear();
+            _position = 0;
         }
 
         /// <inheritdoc />
         public readonly void Dispose()
         {
+        }
+    }
+
+    /// <summary>Snapshots the live confirmed entries whose original node is in <paramref name="bucket"/>.</summary>
+    private void ReadBucket(int bucket, long now, List<ConnectionInfo> into)
+    {
+        into.Clear();
+        var ctx = Enter();
+        try
+        {
+        restart:
+            int node = Volatile.Read(ref Buckets[bucket]);
+            while (node >= 0)
+            {
+                if ((node & 1) == 0)
+                {
+                    ref Connection c = ref Entries[node >> 1];
+                    Protect(ctx, node >> 1);
+                    uint status = Volatile.Read(ref c.Status);
+                    if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed
+                        && !IsExpired(Volatile.Read(ref c.Timeout), now))
+                    {
+                        into.Add(Snapshot(node >> 1, now));
+                    }
+                }
+
+                node = Volatile.Read(ref LinkOf(node));
+            }
+
+            if (node != NullsMarker(bucket))
+            {
+                ctx.Stats.SearchRestart++;
+                into.Clear();
+                goto restart;
+            }
+        }
+        finally
+        {
+            Exit(ctx);
         }
     }
 }

@@ -38,9 +38,6 @@ public sealed partial class ConntrackTable : IDisposable
 
     private readonly PaddedLock[] _locks = new PaddedLock[LockCount];
 
-    /// <summary>Global epoch for deferred reuse of removed entries (see <see cref="Reclaim"/>).</summary>
-    private long _epoch = 1;
-
     /// <summary>nf_conntrack_count: entries allocated and not yet released (unconfirmed, hashed, undelivered dying).</summary>
     private int _count;
 
@@ -58,10 +55,10 @@ public sealed partial class ConntrackTable : IDisposable
     public ConntrackTable(ConntrackOptions? options = null)
     {
         Settings = new Settings(options ?? new ConntrackOptions());
-        // Room beyond nf_conntrack_max for entries removed but not yet reusable (readers may still be
-        // looking at them, or their destroy event is undelivered): 1/64 more, so a full table costs under 3
-        // extra bytes per connection; pages of slots never used are never touched, so never committed.
-        int capacity = (int)Math.Min(int.MaxValue / 2, (long)Settings.MaxEntries + Settings.MaxEntries / 64 + 256);
+        // Room beyond nf_conntrack_max for removed entries between two reclaims and for those a thread still
+        // holds (one per thread at most): 1/64 more, under 3 bytes per connection. The arrays are allocated
+        // uninitialised and slots come from the free list first, so pages never used are never touched.
+        int capacity = (int)Math.Min(1 << 30, Settings.MaxEntries + (long)Settings.MaxEntries / 64 + 256);
         Store = new ConnectionStore(capacity);
         Entries = Store.Entries;
         Proto = Store.Proto;
@@ -95,12 +92,18 @@ public sealed partial class ConntrackTable : IDisposable
     public int Count => Volatile.Read(ref _hashedCount);
 
     /// <summary>
-    /// Bytes of memory per tracked connection when the table is full: the entry and its protocol state
-    /// (with the share of the reclaim slack), the bucket array's share, and the enabled extensions.
+    /// Bytes of memory per tracked connection when the table is full: the entry, its protocol state and the
+    /// enabled extensions (with the share of the reclaim slack), and the bucket array's share.
     /// </summary>
     public double BytesPerConnection =>
-        (double)(Unsafe.SizeOf<Connection>() + Unsafe.SizeOf<ProtocolState>() + Ext.BytesPerConnection) * Store.Capacity / Settings.MaxEntries
+        (double)(Unsafe.SizeOf<Connection>() + Unsafe.SizeOf<ProtocolState>() + Ext.BytesPerConnection
+            + (Volatile.Read(ref _helperSlots) is null ? 0 : Unsafe.SizeOf<Extensions.HelperSlot>())
+            + (Volatile.Read(ref _ecache) is null ? 0 : Unsafe.SizeOf<EventCacheSlot>()))
+        * Store.Capacity / Settings.MaxEntries
         + 4.0 * Settings.Buckets / Settings.MaxEntries;
+
+    /// <summary>The highest number of slots ever in use at once (the high-water mark of the store).</summary>
+    public int SlotsInUse => Store.HighWater;
 
     /// <summary>A snapshot of the counters, summed over the threads that used the table.</summary>
     public ConntrackStatistics Statistics
@@ -145,13 +148,7 @@ public sealed partial class ConntrackTable : IDisposable
             ctx = ContextForThisThread();
         }
 
-        if (ctx.Depth++ == 0)
-        {
-            // A plain store: the reclaimer's process-wide barrier makes it visible before it decides
-            // (see Reclaim), so the packet path pays no fence.
-            Volatile.Write(ref ctx.ActiveEpoch, Volatile.Read(ref _epoch));
-        }
-
+        ctx.Depth++;
         return ctx;
     }
 
@@ -160,7 +157,7 @@ public sealed partial class ConntrackTable : IDisposable
     {
         if (--ctx.Depth == 0)
         {
-            Volatile.Write(ref ctx.ActiveEpoch, 0);
+            Volatile.Write(ref ctx.Hazard, -1);
         }
     }
 
@@ -191,6 +188,16 @@ public sealed partial class ConntrackTable : IDisposable
     }
 
     internal ThreadContext[] Contexts => Volatile.Read(ref _contexts);
+
+    /// <summary>
+    /// Announces that this thread holds entry <paramref name="idx"/>. Callers then re-read what they checked:
+    /// a remover marks an entry dying before its reclaim's process-wide barrier, so either the barrier makes this
+    /// store visible to the reclaimer (which then leaves the entry alone) or the re-read sees the entry dying.
+    /// This is the kernel's "take a reference, then re-check the tuple" (SLAB_TYPESAFE_BY_RCU) without an
+    /// atomic instruction on the packet path.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Protect(ThreadContext ctx, int idx) => Volatile.Write(ref ctx.Hazard, idx);
 
     // ---------------------------------------------------------------- locks
 

@@ -28,7 +28,9 @@ public sealed class SipHelper : ConntrackHelper
     // The per-connection state (struct nf_ct_sip_master).
     private const int RegisterCSeqOffset = 0, InviteCSeqOffset = 4, ForcedPortOffset = 8;
 
-    private static PortMessage? s_wrongPort;
+    // Per thread, so that threads reporting different bad ports do not make each other allocate.
+    [ThreadStatic]
+    private static PortMessage? t_wrongPort;
 
     /// <summary>The kernel's SIP helper for UDP or TCP port 5060.</summary>
     public SipHelper(byte protocol)
@@ -691,14 +693,14 @@ public sealed class SipHelper : ConntrackHelper
     /// <summary>"wrong port %u", formatted once per distinct port in a row so repeated bad packets do not allocate.</summary>
     private static string WrongPortMessage(uint port)
     {
-        var cached = Volatile.Read(ref s_wrongPort);
+        var cached = t_wrongPort;
         if (cached is not null && cached.Port == port)
         {
             return cached.Text;
         }
 
         cached = new PortMessage(port, "wrong port " + port.ToString(CultureInfo.InvariantCulture));
-        Volatile.Write(ref s_wrongPort, cached);
+        t_wrongPort = cached;
         return cached.Text;
     }
 

@@ -41,8 +41,7 @@ internal struct Connection
 
     /// <summary>
     /// Confirmed: absolute deadline in caller nanoseconds. Unconfirmed: the relative timeout, made absolute
-    /// at confirmation (as the kernel does, "timer relative to confirmation time"). Dying: the epoch it was
-    /// retired in.
+    /// at confirmation (as the kernel does, "timer relative to confirmation time").
     /// </summary>
     [FieldOffset(48)] public long Timeout;
 

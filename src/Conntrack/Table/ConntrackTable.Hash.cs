@@ -29,10 +29,12 @@ public sealed partial class ConntrackTable
     }
 
     /// <summary>
-    /// ____nf_conntrack_find(): walks the tuple's bucket without a lock and returns the node whose tuple
-    /// and zone match, or -1. A confirmed entry past its deadline is treated as gone and killed on the way,
-    /// as nf_ct_gc_expired() does. If the walk ends on another bucket's nulls marker, an entry it followed
-    /// was moved to another chain under it, so the lookup restarts (search_restart).
+    /// ____nf_conntrack_find() and __nf_conntrack_find_get(): walks the tuple's bucket without a lock and
+    /// returns the node whose tuple and zone match, or -1. A match is protected (the thread's hazard pointer)
+    /// and checked again, since entries are reused as soon as no thread holds them: the kernel's
+    /// "re-check key after refcount". A confirmed entry past its deadline is treated as gone and killed on the
+    /// way, as nf_ct_gc_expired() does. If the walk ends on another bucket's nulls marker, an entry it followed
+    /// was removed and reused in another chain under it, so the lookup restarts (search_restart).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal int Find(in ConntrackTuple tuple, ushort zone, uint hash, long now, ThreadContext ctx)
@@ -47,9 +49,11 @@ public sealed partial class ConntrackTable
             if (ConntrackTuple.Equals(in reply ? ref c.Reply : ref c.Original, in tuple) && c.Zone == zone)
             {
                 // Only confirmed, live entries match (nf_ct_key_equal checks IPS_CONFIRMED; an entry being
-                // removed is already marked dying).
+                // removed is already marked dying). Protect, then check everything again.
+                Protect(ctx, node >> 1);
                 uint status = Volatile.Read(ref c.Status);
-                if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed)
+                if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed
+                    && ConntrackTuple.Equals(in reply ? ref c.Reply : ref c.Original, in tuple) && c.Zone == zone)
                 {
                     if (!IsExpired(Volatile.Read(ref c.Timeout), now))
                     {
@@ -127,8 +131,10 @@ public sealed partial class ConntrackTable
         {
             ref Connection c = ref Entries[node >> 1];
             bool reply = (node & 1) != 0;
+            // Confirmed and not dying: an entry whose remover is waiting for this lock is as good as gone, so a
+            // new one may take its place (and a lost race must not merge into it).
             if (ConntrackTuple.Equals(in reply ? ref c.Reply : ref c.Original, in tuple) && c.Zone == zone
-                && (c.Status & (uint)ConnectionStatus.Confirmed) != 0)
+                && (Volatile.Read(ref c.Status) & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed)
             {
                 return node;
             }

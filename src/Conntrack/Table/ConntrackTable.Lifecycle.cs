@@ -42,14 +42,14 @@ public sealed partial class ConntrackTable
         {
             // Half the slack waits on the dying list: recycle it in one go (one process-wide barrier for
             // many entries) before allocation has to fail.
-            Reclaim(ctx);
+            Reclaim();
         }
 
         int idx = Store.TryAllocate();
         if (idx < 0)
         {
-            // Every slot is in use or waiting for readers to move on: try to reclaim, once.
-            Reclaim(ctx);
+            // Every slot is in use or dying: recycle the dying ones no thread holds, once.
+            Reclaim();
             idx = Store.TryAllocate();
             if (idx < 0)
             {
@@ -101,8 +101,10 @@ public sealed partial class ConntrackTable
         c.ListLink = ctx.Id;
         SpinLockInt.Enter(ref ctx.UnconfirmedLock);
         int head = ctx.UnconfirmedHead;
+        // List links are entry indices ending in UnhashedMarker, never -1: a lookup that strays here from a
+        // reused entry must not mistake the end of this list for the end of bucket 0's chain.
         c.NextOriginal = head;
-        c.NextReply = -1;
+        c.NextReply = UnhashedMarker;
         if (head >= 0)
         {
             Entries[head].NextReply = idx;
@@ -270,13 +272,12 @@ public sealed partial class ConntrackTable
     }
 
     /// <summary>
-    /// Puts a removed entry on the dying list, stamped with the current epoch: it is reused only after
-    /// every thread that might have been walking a chain through it has left the table.
+    /// Puts a removed entry on the dying list. It is reused once no thread holds it (see <see cref="Reclaim"/>);
+    /// readers that merely walk a chain through it need no protection, the nulls markers send them back.
     /// </summary>
     private void Retire(int idx)
     {
         ref Connection c = ref Entries[idx];
-        c.Timeout = Volatile.Read(ref _epoch);
         c.ListLink = -1;
         _dyingLock.Enter();
         if (_dyingTail >= 0)
@@ -293,68 +294,91 @@ public sealed partial class ConntrackTable
         _dyingLock.Exit();
     }
 
+    private readonly Lock _reclaimGate = new();
+    private int[] _hazards = new int[8];
+
     /// <summary>
-    /// Moves dying entries that no reader can still reach to the free list. Readers announce the epoch
-    /// they entered in with a plain store; a process-wide memory barrier (membarrier) makes those stores
-    /// visible here, so the packet path needs no fence of its own. An entry retired in epoch R is safe once
-    /// every thread inside the table entered after R.
+    /// Moves dying entries that no thread holds to the free list. Every thread publishes the entry it works on
+    /// with a plain store (<see cref="Protect"/>); a process-wide memory barrier (membarrier) makes those stores
+    /// visible here, so the packet path needs no fence of its own. An entry was marked dying before this
+    /// barrier, so a thread that protects it afterwards sees it dying and lets go; a thread that protected it
+    /// before is seen here. One stalled thread holds back at most the one entry it names.
     /// </summary>
-    /// <param name="quiescent">
-    /// The calling thread's context when the caller holds no entry it found (the allocation path: its
-    /// lookup missed); it then counts as having entered in the new epoch, so entries it retired itself —
-    /// an early drop's victims — become reusable at once.
-    /// </param>
-    internal void Reclaim(ThreadContext? quiescent = null)
+    internal void Reclaim()
     {
-        if (Volatile.Read(ref _dyingHead) < 0)
+        if (Volatile.Read(ref _dyingHead) < 0 || !_reclaimGate.TryEnter())
         {
             return;
         }
 
-        long epoch = Interlocked.Increment(ref _epoch);
-        if (quiescent is not null && quiescent.Depth > 0)
+        try
         {
-            Volatile.Write(ref quiescent.ActiveEpoch, epoch);
-        }
-
-        Interlocked.MemoryBarrierProcessWide();
-        // Every thread inside the table counts, the caller included: it may still hold an entry it found.
-        long oldestActive = long.MaxValue;
-        foreach (var ctx in Contexts)
-        {
-            long a = Volatile.Read(ref ctx.ActiveEpoch);
-            if (a != 0 && a < oldestActive)
+            Interlocked.MemoryBarrierProcessWide();
+            var contexts = Contexts;
+            if (_hazards.Length < contexts.Length)
             {
-                oldestActive = a;
-            }
-        }
-
-        _dyingLock.Enter();
-        int head = _dyingHead, tail = -1, n = 0;
-        int idx = head;
-        while (idx >= 0 && Entries[idx].Timeout < oldestActive)
-        {
-            Entries[idx].Kind = EntryKind.Free;
-            tail = idx;
-            n++;
-            idx = Entries[idx].ListLink;
-        }
-
-        if (n > 0)
-        {
-            _dyingHead = idx;
-            if (idx < 0)
-            {
-                _dyingTail = -1;
+                _hazards = new int[contexts.Length * 2];
             }
 
-            _dyingCount -= n;
-        }
+            int nh = 0;
+            foreach (var ctx in contexts)
+            {
+                int h = Volatile.Read(ref ctx.Hazard);
+                if (h >= 0)
+                {
+                    _hazards[nh++] = h;
+                }
+            }
 
-        _dyingLock.Exit();
-        if (n > 0)
+            var held = _hazards.AsSpan(0, nh);
+            _dyingLock.Enter();
+            int freeHead = -1, freeTail = -1, freed = 0;
+            int keepHead = -1, keepTail = -1;
+            for (int idx = _dyingHead; idx >= 0;)
+            {
+                int next = Entries[idx].ListLink;
+                if (held.Contains(idx))
+                {
+                    Entries[idx].ListLink = -1;
+                    if (keepTail >= 0)
+                    {
+                        Entries[keepTail].ListLink = idx;
+                    }
+                    else
+                    {
+                        keepHead = idx;
+                    }
+
+                    keepTail = idx;
+                }
+                else
+                {
+                    Entries[idx].Kind = EntryKind.Free;
+                    Entries[idx].ListLink = freeHead;
+                    freeHead = idx;
+                    if (freeTail < 0)
+                    {
+                        freeTail = idx;
+                    }
+
+                    freed++;
+                }
+
+                idx = next;
+            }
+
+            _dyingHead = keepHead;
+            _dyingTail = keepTail;
+            _dyingCount -= freed;
+            _dyingLock.Exit();
+            if (freed > 0)
+            {
+                Store.FreeChain(freeHead, freeTail, freed);
+            }
+        }
+        finally
         {
-            Store.FreeChain(head, tail, n);
+            _reclaimGate.Exit();
         }
     }
 
@@ -377,6 +401,7 @@ public sealed partial class ConntrackTable
                 int idx = node >> 1;
                 ref Connection c = ref Entries[idx];
                 int next = Volatile.Read(ref LinkOf(node));
+                Protect(ctx, idx);
                 uint status = Volatile.Read(ref c.Status);
                 if ((status & (uint)ConnectionStatus.Confirmed) != 0 && IsExpired(Volatile.Read(ref c.Timeout), now))
                 {
@@ -435,6 +460,7 @@ public sealed partial class ConntrackTable
                     int idx = node >> 1;
                     ref Connection c = ref Entries[idx];
                     int next = Volatile.Read(ref LinkOf(node));
+                    Protect(ctx, idx);
                     uint status = Volatile.Read(ref c.Status);
                     if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed)
                     {

@@ -3,8 +3,8 @@ using Conntrack.Diagnostics;
 namespace Conntrack.Table;
 
 /// <summary>
-/// What one thread keeps per table: its read-side epoch (the analogue of being inside
-/// <c>rcu_read_lock()</c>), its statistics (the kernel's per-CPU counters), its unconfirmed list (the
+/// What one thread keeps per table: its hazard pointer (the entry it holds, the analogue of the reference
+/// a packet holds on its conntrack), its statistics (the kernel's per-CPU counters), its unconfirmed list (the
 /// kernel's old per-CPU unconfirmed list) and a small random source for chain-length caps.
 /// </summary>
 /// <remarks>
@@ -13,8 +13,11 @@ namespace Conntrack.Table;
 /// </remarks>
 internal sealed class ThreadContext
 {
-    /// <summary>0 outside the table; otherwise the global epoch observed on entry.</summary>
-    public long ActiveEpoch;
+    /// <summary>
+    /// The entry this thread is working on (a hazard pointer), or -1. A removed entry is reused only when no
+    /// thread names it here; the reclaimer's process-wide barrier makes this plain store visible to it.
+    /// </summary>
+    public int Hazard = -1;
 
     /// <summary>Nesting depth of Enter/Exit on this thread.</summary>
     public int Depth;
@@ -22,7 +25,7 @@ internal sealed class ThreadContext
     public StatCounters Stats;
 
     /// <summary>Head of this thread's unconfirmed list (linked through the entries' hash links), or -1.</summary>
-    public int UnconfirmedHead = -1;
+    public int UnconfirmedHead = ConntrackTable.UnhashedMarker;
     public int UnconfirmedLock;
     public int UnconfirmedCount;
 

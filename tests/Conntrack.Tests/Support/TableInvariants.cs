@@ -136,7 +136,7 @@ public static class TableInvariants
         int unconfirmed = 0;
         foreach (ThreadContext ctx in table.Contexts)
         {
-            int prev = -1, n = 0;
+            int prev = ConntrackTable.UnhashedMarker, n = 0;
             for (int idx = ctx.UnconfirmedHead; idx >= 0; idx = entries[idx].NextOriginal)
             {
                 if (idx >= highWater || ++n > stepLimit)

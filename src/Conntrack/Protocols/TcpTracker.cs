@@ -649,56 +649,24 @@ internal static class TcpTracker
     /// </summary>
     private static void ParseOptions(ReadOnlySpan<byte> l4, int doff, ref byte scale, ref byte flags)
     {
-        int length = doff - 20;
-        if (length == 0)
+        if (doff == 20)
         {
             return;
         }
 
-        ReadOnlySpan<byte> ptr = l4.Slice(20, length);
         scale = 0;
         flags &= TcpFlags.BeLiberal;
-        int i = 0;
-        while (length > 0)
+        var options = new TcpOptionWalker(l4.Slice(20, doff - 20));
+        while (options.MoveNext(out byte kind, out ReadOnlySpan<byte> data))
         {
-            byte opcode = ptr[i++];
-            switch (opcode)
+            if (kind == OptSackPerm && data.Length + 2 == OptLenSackPerm)
             {
-                case OptEol:
-                    return;
-                case OptNop:
-                    length--;
-                    continue;
-                default:
-                    if (length < 2)
-                    {
-                        return;
-                    }
-
-                    int opsize = ptr[i++];
-                    if (opsize < 2)
-                    {
-                        return; // "silly options"
-                    }
-
-                    if (opsize > length)
-                    {
-                        return; // "don't parse partial options"
-                    }
-
-                    if (opcode == OptSackPerm && opsize == OptLenSackPerm)
-                    {
-                        flags |= TcpFlags.SackPerm;
-                    }
-                    else if (opcode == OptWindow && opsize == OptLenWindow)
-                    {
-                        scale = ptr[i] > MaxWscale ? MaxWscale : ptr[i];
-                        flags |= TcpFlags.WindowScale;
-                    }
-
-                    i += opsize - 2;
-                    length -= opsize;
-                    break;
+                flags |= TcpFlags.SackPerm;
+            }
+            else if (kind == OptWindow && data.Length + 2 == OptLenWindow)
+            {
+                scale = data[0] > MaxWscale ? MaxWscale : data[0];
+                flags |= TcpFlags.WindowScale;
             }
         }
     }
@@ -722,54 +690,72 @@ internal static class TcpTracker
             return;
         }
 
-        int i = 0;
-        while (length > 0)
+        var options = new TcpOptionWalker(ptr);
+        while (options.MoveNext(out byte kind, out ReadOnlySpan<byte> data))
         {
-            byte opcode = ptr[i++];
-            switch (opcode)
+            int opsize = data.Length + 2;
+            if (kind == OptSack && opsize >= OptLenSackBase + OptLenSackPerBlock && (opsize - OptLenSackBase) % OptLenSackPerBlock == 0)
             {
-                case OptEol:
-                    return;
-                case OptNop:
-                    length--;
-                    continue;
-                default:
-                    if (length < 2)
+                for (int b = 0; b < data.Length; b += OptLenSackPerBlock)
+                {
+                    uint right = BinaryPrimitives.ReadUInt32BigEndian(data[(b + 4)..]);
+                    if (After(right, sack))
                     {
-                        return;
+                        sack = right;
                     }
+                }
 
-                    int opsize = ptr[i++];
-                    if (opsize < 2)
-                    {
-                        return;
-                    }
-
-                    if (opsize > length)
-                    {
-                        return;
-                    }
-
-                    if (opcode == OptSack
-                        && opsize >= OptLenSackBase + OptLenSackPerBlock
-                        && (opsize - OptLenSackBase) % OptLenSackPerBlock == 0)
-                    {
-                        for (int b = 0; b < opsize - OptLenSackBase; b += OptLenSackPerBlock)
-                        {
-                            uint right = BinaryPrimitives.ReadUInt32BigEndian(ptr[(i + b + 4)..]);
-                            if (After(right, sack))
-                            {
-                                sack = right;
-                            }
-                        }
-
-                        return;
-                    }
-
-                    i += opsize - 2;
-                    length -= opsize;
-                    break;
+                return;
             }
+        }
+    }
+
+    /// <summary>
+    /// The option walk tcp_options() and tcp_sack() share: end-of-list stops, NOPs are skipped, and a walk
+    /// stops at "silly options" (length below 2) and at an option running past the header ("don't parse
+    /// partial options").
+    /// </summary>
+    private ref struct TcpOptionWalker(ReadOnlySpan<byte> options)
+    {
+        private readonly ReadOnlySpan<byte> _options = options;
+        private int _at;
+
+        public bool MoveNext(out byte kind, out ReadOnlySpan<byte> data)
+        {
+            data = default;
+            kind = 0;
+            while (_at < _options.Length)
+            {
+                kind = _options[_at];
+                if (kind == OptEol)
+                {
+                    return false;
+                }
+
+                if (kind == OptNop)
+                {
+                    _at++;
+                    continue;
+                }
+
+                int remaining = _options.Length - _at;
+                if (remaining < 2)
+                {
+                    return false;
+                }
+
+                int size = _options[_at + 1];
+                if (size < 2 || size > remaining)
+                {
+                    return false;
+                }
+
+                data = _options.Slice(_at + 2, size - 2);
+                _at += size;
+                return true;
+            }
+
+            return false;
         }
     }
 

@@ -178,22 +178,9 @@ public static class SipTestKit
     public static List<string> TableLines(this TestTable t) =>
         [.. t.Table.Snapshot(t.Now).Select(c => ConnectionFormatter.ToOracleLine(c, new OracleLineOptions(Helper: true))).Order(StringComparer.Ordinal)];
 
-    /// <summary>A helper that runs the SIP helper and remembers the last drop message.</summary>
-    public sealed class SipRecorder(ConntrackHelper inner)
-        : ConntrackHelper(inner.Name, inner.Protocol, inner.DefaultPort, inner.SupportsIpv6, [.. inner.Policies])
+    /// <summary>A helper that runs another one and remembers the last drop message.</summary>
+    public sealed class SipRecorder(ConntrackHelper inner) : RecordingHelper(inner)
     {
-        /// <summary>The message of the last dropped packet, or null if the last packet was accepted.</summary>
-        public string? LastDrop { get; private set; }
-
-        public int Calls { get; private set; }
-
-        public override HelperVerdict Help(ref HelperContext context)
-        {
-            Calls++;
-            var verdict = inner.Help(ref context);
-            LastDrop = verdict == HelperVerdict.Drop ? context.DropMessage ?? "" : null;
-            return verdict;
-        }
     }
 
     /// <summary>A SIP/TCP connection through the table keeping both sides' sequence numbers.</summary>

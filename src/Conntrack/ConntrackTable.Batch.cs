@@ -20,6 +20,7 @@ public sealed partial class ConntrackTable
     /// calling <c>In</c> for each packet in order.
     /// </summary>
     /// <returns>How many packets were accepted.</returns>
+    [SkipLocalsInit] // the per-chunk scratch (tuples, hashes, headers) is written before it is read
     public int InBatch(ReadOnlySpan<byte> buffer, ReadOnlySpan<PacketSegment> packets, long timestamp,
         Span<PacketState> states, Span<Verdict> verdicts, ushort zone = 0)
     {

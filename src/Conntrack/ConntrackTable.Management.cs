@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Collections;
 using Conntrack.Protocols;
 using Conntrack.Table;
@@ -59,10 +60,12 @@ public sealed partial class ConntrackTable
             return false;
         }
 
-        return c.Kind switch
+        return (EntryKind)Volatile.Read(ref Unsafe.As<EntryKind, byte>(ref c.Kind)) switch
         {
             EntryKind.Hashed => true,
-            EntryKind.Unconfirmed => c.ListLink == ctx.Id,
+            // Only this thread writes its own tag, so reading it means the entry is this thread's (the
+            // generation check after it rules out an earlier incarnation).
+            EntryKind.Unconfirmed => Volatile.Read(ref c.ListLink) == ctx.OwnerTag,
             _ => false,
         } && Volatile.Read(ref c.Generation) == handle.Generation;
     }
@@ -268,8 +271,8 @@ public sealed partial class ConntrackTable
 
     /// <summary>
     /// Walks the buckets and yields each confirmed entry once, through its original-direction node. Each bucket
-    /// is read whole inside the table's read side (so no entry it holds can be recycled under the walk, and a
-    /// chain ending on another bucket's marker is read again), then its entries are handed out one by one: an
+    /// is read whole first (a chain ending on another bucket's marker is read again; entries reached through a
+    /// reused one are taken only in their own bucket and once), then its entries are handed out one by one: an
     /// entry removed and reused while the caller works on earlier ones cannot lead the walk into another chain.
     /// </summary>
     public struct Enumerator : IEnumerator<ConnectionInfo>
@@ -329,6 +332,19 @@ public sealed partial class ConntrackTable
         }
     }
 
+    private static bool Holds(List<ConnectionInfo> batch, int idx)
+    {
+        foreach (var ci in batch)
+        {
+            if (ci.Handle.Index == idx)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>Snapshots the live confirmed entries whose original node is in <paramref name="bucket"/>.</summary>
     private void ReadBucket(int bucket, long now, List<ConnectionInfo> into)
     {
@@ -346,8 +362,14 @@ public sealed partial class ConntrackTable
                     Protect(ctx, node >> 1);
                     uint status = Volatile.Read(ref c.Status);
                     if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed
-                        && !IsExpired(Volatile.Read(ref c.Timeout), now))
+                        && !IsExpired(Volatile.Read(ref c.Timeout), now)
+                        && BucketOf(Hasher.Hash(in c.Original, c.Zone)) == bucket
+                        && !Holds(into, node >> 1))
                     {
+                        // Only one entry is protected at a time, so the link just followed may have led to an entry
+                        // removed and reused meanwhile: its chain either ends on another bucket's marker (the walk
+                        // starts again) or comes back into this one, past entries already taken. Taking an entry
+                        // only in its own bucket and only once is what keeps a pass free of repeats.
                         into.Add(Snapshot(node >> 1, now));
                     }
                 }

@@ -77,7 +77,10 @@ public sealed partial class ConntrackTable
         c.Mark = 0;
         c.ProtoTime = 0;
         c.Lock = 0;
-        c.Kind = EntryKind.Unconfirmed;
+        // Owner before kind, kind last and released: a thread that sees Unconfirmed with this generation also
+        // sees who owns it (IsLiveFor), never the free-list link the field held a moment ago.
+        c.ListLink = ctx.OwnerTag;
+        Volatile.Write(ref Unsafe.As<EntryKind, byte>(ref c.Kind), (byte)EntryKind.Unconfirmed);
         Ext.Init(idx);
         if (Volatile.Read(ref _helperSlots) is { } helpers)
         {
@@ -98,7 +101,6 @@ public sealed partial class ConntrackTable
     private void AddUnconfirmed(int idx, ThreadContext ctx)
     {
         ref Connection c = ref Entries[idx];
-        c.ListLink = ctx.Id;
         SpinLockInt.Enter(ref ctx.UnconfirmedLock);
         int head = ctx.UnconfirmedHead;
         // List links are entry indices ending in UnhashedMarker, never -1: a lookup that strays here from a
@@ -118,7 +120,7 @@ public sealed partial class ConntrackTable
     private void RemoveUnconfirmed(int idx)
     {
         ref Connection c = ref Entries[idx];
-        ThreadContext owner = Contexts[c.ListLink];
+        ThreadContext owner = Contexts[ThreadContext.IdOfOwnerTag(c.ListLink)];
         SpinLockInt.Enter(ref owner.UnconfirmedLock);
         int next = c.NextOriginal, prev = c.NextReply;
         if (prev >= 0)

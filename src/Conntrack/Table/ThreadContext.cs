@@ -46,6 +46,17 @@ internal sealed class ThreadContext
 
     public readonly int Id;
 
+    /// <summary>
+    /// What an unconfirmed entry owned by this thread holds in <see cref="Connection.ListLink"/>: -2 - Id, a
+    /// value no free-list or dying-list link (a slot index or -1) can take, so a thread that reads the field
+    /// while the slot changes lists never mistakes a list link for its own ownership.
+    /// </summary>
+    public int OwnerTag => OwnerTagOf(Id);
+
+    public static int OwnerTagOf(int id) => -2 - id;
+
+    public static int IdOfOwnerTag(int tag) => -2 - tag;
+
     /// <summary>Managed thread id of the owner.</summary>
     public int ThreadId { get; init; }
     public readonly ConntrackTable Table;

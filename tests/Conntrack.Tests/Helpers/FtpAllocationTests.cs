@@ -1,3 +1,4 @@
+using Conntrack.Tests.Support;
 using static Conntrack.Tests.Helpers.FtpTestKit;
 
 namespace Conntrack.Tests.Helpers;
@@ -12,13 +13,14 @@ public class FtpAllocationTests
             send(); // warm up: JIT tiers, lazily created structures
         }
 
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < iterations; i++)
+        // One clean window decides: see SteadyStateAllocation.
+        return SteadyStateAllocation.Measure(() =>
         {
-            send();
-        }
-
-        return GC.GetAllocatedBytesForCurrentThread() - before;
+            for (int i = 0; i < iterations / SteadyStateAllocation.Windows; i++)
+            {
+                send();
+            }
+        }).Min();
     }
 
     [Fact]

@@ -157,9 +157,9 @@ public static class TableInvariants
                     errors.Add($"slot {idx}: on an unconfirmed list with kind {c.Kind}");
                 }
 
-                if (c.ListLink != ctx.Id)
+                if (c.ListLink != ctx.OwnerTag)
                 {
-                    errors.Add($"slot {idx}: on context {ctx.Id}'s unconfirmed list but names context {c.ListLink}");
+                    errors.Add($"slot {idx}: on context {ctx.Id}'s unconfirmed list but names context {ThreadContext.IdOfOwnerTag(c.ListLink)}");
                 }
 
                 if (c.NextReply != prev)

@@ -16,13 +16,55 @@ public sealed partial class ConntrackTable
 
     /// <summary>
     /// <see cref="In(ReadOnlySpan{byte}, long, ref PacketState, ushort)"/> for a burst: packet <c>i</c> is
-    /// <c>buffer[packets[i]]</c>, its result goes to <c>states[i]</c> and <c>verdicts[i]</c>. Same results as
-    /// calling <c>In</c> for each packet in order.
+    /// <c>buffer[packets[i]]</c>, its result goes to <c>states[i]</c> and <c>verdicts[i]</c>. Follow it with
+    /// <see cref="ConfirmBatch"/> once the accepted packets have passed whatever runs between the two hooks (NAT,
+    /// filtering); when nothing does, <see cref="TrackBatch"/> does both in one pass.
     /// </summary>
+    /// <remarks>
+    /// The result is that of calling <c>In</c> for every packet in order and only then <c>Confirm</c> for each, as
+    /// when the packets of a burst all pass the kernel's PREROUTING hook before the first reaches POSTROUTING. A
+    /// packet therefore does not see a connection that an earlier packet of the same burst created: it is not in
+    /// the table before its confirmation. A second packet of such a new flow creates its own unconfirmed entry,
+    /// and <see cref="ConfirmBatch"/> resolves the two as the kernel resolves packets of one new flow racing on two
+    /// CPUs (<c>nf_ct_resolve_clash</c>: a UDP packet joins the first connection, others are dropped); a reply in
+    /// the same burst as the first packet of its flow is seen as a new flow of its own. Known connections are
+    /// unaffected. <see cref="TrackBatch"/> gives exactly the per-packet results.
+    /// </remarks>
     /// <returns>How many packets were accepted.</returns>
     [SkipLocalsInit] // the per-chunk scratch (tuples, hashes, headers) is written before it is read
     public int InBatch(ReadOnlySpan<byte> buffer, ReadOnlySpan<PacketSegment> packets, long timestamp,
         Span<PacketState> states, Span<Verdict> verdicts, ushort zone = 0)
+    {
+        // The scratch lives here, in a method without loops, so that the burst loop below is compiled like any
+        // other method (tier 0, then optimised with the profile gathered meanwhile); a method that both
+        // allocates on the stack and loops is compiled once, optimised without a profile.
+        Span<ConntrackTuple> tuples = stackalloc ConntrackTuple[BatchChunk];
+        Span<uint> hashes = stackalloc uint[BatchChunk];
+        Span<L3Info> l3s = stackalloc L3Info[BatchChunk];
+        return Burst(buffer, packets, timestamp, states, verdicts, zone, confirm: false, tuples, hashes, l3s);
+    }
+
+    /// <summary>
+    /// <c>In</c> and then, for an accepted packet, <c>Confirm</c>, for each packet of a burst in order: the exact
+    /// result of calling both for one packet after the other, with the memory latency of the lookups overlapped
+    /// as in <see cref="InBatch"/>. For a forwarder that does nothing between the two hooks. A packet whose
+    /// confirmation fails gets <see cref="Verdict.Drop"/>; no state is left unconfirmed, so nothing needs
+    /// releasing.
+    /// </summary>
+    /// <returns>How many packets were accepted (and confirmed).</returns>
+    [SkipLocalsInit]
+    public int TrackBatch(ReadOnlySpan<byte> buffer, ReadOnlySpan<PacketSegment> packets, long timestamp,
+        Span<PacketState> states, Span<Verdict> verdicts, ushort zone = 0)
+    {
+        Span<ConntrackTuple> tuples = stackalloc ConntrackTuple[BatchChunk];
+        Span<uint> hashes = stackalloc uint[BatchChunk];
+        Span<L3Info> l3s = stackalloc L3Info[BatchChunk];
+        return Burst(buffer, packets, timestamp, states, verdicts, zone, confirm: true, tuples, hashes, l3s);
+    }
+
+    private int Burst(ReadOnlySpan<byte> buffer, ReadOnlySpan<PacketSegment> packets, long timestamp,
+        Span<PacketState> states, Span<Verdict> verdicts, ushort zone, bool confirm,
+        Span<ConntrackTuple> tuples, Span<uint> hashes, Span<L3Info> l3s)
     {
         if (states.Length < packets.Length || verdicts.Length < packets.Length)
         {
@@ -49,20 +91,17 @@ public sealed partial class ConntrackTable
         var ctx = Enter();
         try
         {
-            Span<ConntrackTuple> tuples = stackalloc ConntrackTuple[BatchChunk];
-            Span<uint> hashes = stackalloc uint[BatchChunk];
-            Span<L3Info> l3s = stackalloc L3Info[BatchChunk];
-            Span<byte> fast = stackalloc byte[BatchChunk];
             for (int start = 0; start < packets.Length; start += BatchChunk)
             {
                 int n = Math.Min(BatchChunk, packets.Length - start);
 
-                // 1. Parse, hash, prefetch the bucket heads.
+                // 1. Parse, hash, prefetch the bucket heads. A hash of 0 marks a packet for the full path (a
+                // tuple that really hashes to 0 just takes that path too).
                 for (int j = 0; j < n; j++)
                 {
                     var seg = packets[start + j];
                     ReadOnlySpan<byte> pkt = buffer.Slice(seg.Offset, seg.Length);
-                    fast[j] = 0;
+                    hashes[j] = 0;
                     if (IpHeaders.CheckInput(pkt, 0, out l3s[j]) != PacketReason.None)
                     {
                         continue; // the full path reports it
@@ -76,39 +115,50 @@ public sealed partial class ConntrackTable
                         continue;
                     }
 
-                    hashes[j] = Hasher.Hash(in tuples[j], zone);
-                    Prefetch(ref Buckets[BucketOf(hashes[j])]);
-                    fast[j] = 1;
+                    uint hash = Hasher.Hash(in tuples[j], zone);
+                    hashes[j] = hash;
+                    Prefetch(ref Buckets[BucketOf(hash)]);
                 }
 
-                // 2. The bucket heads are (nearly) in cache: prefetch each chain's first node.
+                // 2. The bucket heads are (nearly) in cache: prefetch each chain's first entry, both of its lines
+                // (the node's tuple is on one; status, deadline and generation on the first), and the protocol
+                // state of trackers that keep one.
                 for (int j = 0; j < n; j++)
                 {
-                    if (fast[j] != 0)
+                    if (hashes[j] != 0)
                     {
                         int head = Volatile.Read(ref Buckets[BucketOf(hashes[j])]);
                         if (head >= 0)
                         {
-                            Prefetch(ref Unsafe.As<Connection, byte>(ref Entries[head >> 1]), (head & 1) * 64);
+                            ref byte entry = ref Unsafe.As<Connection, byte>(ref Entries[head >> 1]);
+                            Prefetch(ref entry);
+                            Prefetch(ref entry, 64);
+                            byte proto = tuples[j].ProtocolField;
+                            if (proto is IpProtocol.Tcp or IpProtocol.Sctp)
+                            {
+                                ref byte state = ref Unsafe.As<ProtocolState, byte>(ref Proto[head >> 1]);
+                                Prefetch(ref state);
+                                Prefetch(ref state, Unsafe.SizeOf<ProtocolState>() - 1);
+                            }
                         }
                     }
                 }
 
-                // 3. Resolve in order.
+                // 3. Resolve in order (and with TrackBatch confirm, so later packets find what this one created).
                 for (int j = 0; j < n; j++)
                 {
                     int i = start + j;
                     var seg = packets[i];
                     ReadOnlySpan<byte> pkt = buffer.Slice(seg.Offset, seg.Length);
+                    ref PacketState state = ref states[i];
                     Verdict v;
-                    if (fast[j] == 0)
+                    if (hashes[j] == 0)
                     {
-                        v = InCore(pkt, 0, timestamp, ref states[i], zone, ctx);
+                        v = InCore(pkt, 0, timestamp, ref state, zone, ctx);
                     }
                     else
                     {
                         ref L3Info l3 = ref l3s[j];
-                        ref PacketState state = ref states[i];
                         state.Length = l3.Length;
                         state.Protocol = l3.Protocol;
                         state.Layer4Offset = l3.L4Offset;
@@ -119,6 +169,11 @@ public sealed partial class ConntrackTable
 
                         var p = new PacketContext { Packet = pkt[..l3.Length], L3 = l3, Now = timestamp, Ctx = ctx, Index = -1 };
                         v = TrackTuple(ref p, ref state, zone, hasTuple: true, in tuples[j], hashes[j]);
+                    }
+
+                    if (confirm && v == Verdict.Accept)
+                    {
+                        v = Confirm(pkt, timestamp, ref state);
                     }
 
                     verdicts[i] = v;

@@ -18,12 +18,24 @@ public sealed partial class ConntrackTable
     /// <summary>The helpers this table knows and the rules that assign them (see <see cref="HelperRegistry"/>).</summary>
     public HelperRegistry Helpers { get; } = new();
 
-    internal ExpectationTable Expectations { get; private set; } = null!;
+    private ExpectationTable? _expectations;
 
-    private void InitHelpers()
+    /// <summary>
+    /// The expectation table, allocated when first needed (a helper or the caller creating an expectation), so a
+    /// table that never has one pays nothing for it; the packet path reads <see cref="_expectations"/> directly.
+    /// </summary>
+    internal ExpectationTable Expectations => Volatile.Read(ref _expectations) ?? AllocateExpectations();
+
+    /// <summary>Whether any expectation exists (the new-connection path's whole cost when none do).</summary>
+    private bool HasExpectations => Volatile.Read(ref _expectations) is { Count: > 0 };
+
+    private void InitHelpers() => _unlinkExpectation = UnlinkExpectationLocked;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ExpectationTable AllocateExpectations()
     {
-        Expectations = new ExpectationTable(Settings.ExpectMax, Math.Max(1, Settings.Buckets / 256), (ulong)Environment.TickCount64);
-        _unlinkExpectation = UnlinkExpectationLocked;
+        var fresh = new ExpectationTable(Settings.ExpectMax, Math.Max(1, Settings.Buckets / 256), (ulong)Environment.TickCount64);
+        return Interlocked.CompareExchange(ref _expectations, fresh, null) ?? fresh;
     }
 
     /// <summary>The helper extension, allocated when the first helper or expectation needs it.</summary>
@@ -169,7 +181,7 @@ public sealed partial class ConntrackTable
     {
         owner = default;
         var area = Volatile.Read(ref _helperSlots);
-        if (area is null || Expectations.Count == 0)
+        if (area is null || !HasExpectations)
         {
             return false;
         }
@@ -337,7 +349,7 @@ public sealed partial class ConntrackTable
     internal int RemoveExpectationsOf(int masterIdx, int expectClass, long now)
     {
         var area = Volatile.Read(ref _helperSlots);
-        if (area is null || Expectations.Count == 0)
+        if (area is null || !HasExpectations)
         {
             return 0;
         }
@@ -387,7 +399,7 @@ public sealed partial class ConntrackTable
     /// <summary>Drops expired expectations (the kernel's per-expectation timers, done in garbage collection).</summary>
     private void ExpireExpectations(long now)
     {
-        if (Expectations.Count == 0)
+        if (!HasExpectations)
         {
             return;
         }
@@ -455,7 +467,7 @@ public sealed partial class ConntrackTable
     {
         var list = new List<ExpectationInfo>();
         var area = Volatile.Read(ref _helperSlots);
-        if (area is null || Expectations.Count == 0)
+        if (area is null || !HasExpectations)
         {
             return list;
         }

@@ -287,7 +287,7 @@ public sealed partial class ConntrackTable
         }
 
         InitEntry(idx, in tuple, in reply, zone, p.Ctx);
-        if (Expectations.Count > 0)
+        if (HasExpectations)
         {
             MatchExpectation(idx, in tuple, zone, p.Now, p.Ctx);
         }

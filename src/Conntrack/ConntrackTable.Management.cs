@@ -1,5 +1,5 @@
-using System.Runtime.CompilerServices;
 using System.Collections;
+using System.Runtime.CompilerServices;
 using Conntrack.Protocols;
 using Conntrack.Table;
 using Conntrack.Tuples;

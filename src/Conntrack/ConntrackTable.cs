@@ -29,7 +29,7 @@ public sealed partial class ConntrackTable : IDisposable
 
     internal readonly Settings Settings;
     internal readonly ConnectionStore Store;
-    internal readonly Connection[] Entries;
+    internal readonly EntryArray Entries;
     internal readonly ProtocolState[] Proto;
     internal readonly int[] Buckets;
     internal readonly uint BucketCount;

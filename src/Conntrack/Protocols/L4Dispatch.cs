@@ -57,8 +57,11 @@ internal static class L4Dispatch
                     return false;
                 }
 
-                tuple.SourceId = BinaryPrimitives.ReadUInt16BigEndian(l4);
-                tuple.DestinationId = BinaryPrimitives.ReadUInt16BigEndian(l4[2..]);
+                // Ports, IP version, protocol and the reserved bytes make the tuple's last 64-bit word: one store.
+                Unsafe.As<ushort, ulong>(ref tuple.SourceId) = BinaryPrimitives.ReadUInt16BigEndian(l4)
+                    | (ulong)BinaryPrimitives.ReadUInt16BigEndian(l4[2..]) << 16
+                    | (ulong)tuple.IpVersionField << 32
+                    | (ulong)protocol << 40;
                 return true;
             case IpProtocol.Icmp:
             case IpProtocol.Icmpv6:

@@ -10,7 +10,7 @@ namespace Conntrack.Table;
 /// </summary>
 internal sealed class ConnectionStore
 {
-    public readonly Connection[] Entries;
+    public readonly EntryArray Entries;
     public readonly ProtocolState[] Proto;
     public readonly int Capacity;
 
@@ -24,7 +24,7 @@ internal sealed class ConnectionStore
         Capacity = capacity;
         // Uninitialized: fresh slots are initialised when first handed out, so untouched pages stay
         // uncommitted; pinned: the batch path prefetches by address.
-        Entries = GC.AllocateUninitializedArray<Connection>(capacity, pinned: true);
+        Entries = new EntryArray(capacity);
         Proto = GC.AllocateUninitializedArray<ProtocolState>(capacity, pinned: true);
     }
 

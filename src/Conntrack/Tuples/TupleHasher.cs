@@ -56,8 +56,8 @@ internal readonly struct TupleHasher
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong Mum(ulong a, ulong b)
     {
-        ulong hi = Math.BigMul(a, b, out ulong lo);
-        return hi ^ lo;
+        UInt128 product = (UInt128)a * b; // one MUL (MULX): no spill of the low half as Math.BigMul's out parameter makes
+        return (ulong)(product >> 64) ^ (ulong)product;
     }
 
     /// <summary>32-bit hash of the tuple in the given zone.</summary>

@@ -55,7 +55,7 @@ public static partial class ConcurrencyInvariants
     /// <summary>No tuple (with its zone) is carried by two live hashed nodes: clash resolution must prevent it.</summary>
     private static void DuplicateTuples(ConntrackTable table, List<string> errors)
     {
-        Connection[] entries = table.Entries;
+        var entries = table.Entries;
         int highWater = table.Store.HighWater;
         var owner = new Dictionary<(ConntrackTuple, ushort), int>();
         for (int b = 0; b < table.Buckets.Length; b++)
@@ -99,7 +99,7 @@ public static partial class ConcurrencyInvariants
     {
         int head = (int)typeof(ConntrackTable).GetField("_dyingHead", Private)!.GetValue(table)!;
         var held = table.Contexts.Select(c => Volatile.Read(ref c.Hazard)).Where(h => h >= 0).ToHashSet();
-        Connection[] entries = table.Entries;
+        var entries = table.Entries;
         int highWater = table.Store.HighWater;
         int n = 0, heldCount = 0;
         for (int idx = head; idx >= 0 && idx < highWater && n <= highWater; idx = entries[idx].ListLink, n++)

@@ -39,7 +39,7 @@ public static class TableInvariants
     internal static List<string> Violations(ConntrackTable table)
     {
         var errors = new List<string>();
-        Connection[] entries = table.Entries;
+        var entries = table.Entries;
         int highWater = table.Store.HighWater;
         int stepLimit = (2 * highWater) + 2;
 

@@ -1,0 +1,49 @@
+using System.Runtime.CompilerServices;
+
+namespace Conntrack.Table;
+
+/// <summary>
+/// The connections themselves (the <c>nf_conntrack</c> slab): 128-byte entries in one pinned block whose first
+/// entry starts on a cache line, so every entry is exactly two lines and a hit in the original direction reads
+/// one. A managed array of structs only promises 8-byte alignment (entry 0 landed 56 bytes into a line, which
+/// spread each entry over three lines); this wraps a pinned byte array with the entries at its first 64-byte
+/// boundary. The array lives on the pinned object heap for as long as the table, so the address never changes
+/// and there is no native memory to free.
+/// </summary>
+internal readonly unsafe struct EntryArray
+{
+    private const int LineSize = 64;
+
+    private readonly Connection* _first;
+
+    /// <summary>The block that holds the entries (for tools that advise the kernel about its pages).</summary>
+    public readonly byte[] Memory;
+
+    public readonly int Length;
+
+    public EntryArray(int length)
+    {
+        // Uninitialised: slots are initialised when first handed out, so pages never used are never touched.
+        Memory = GC.AllocateUninitializedArray<byte>(checked(length * sizeof(Connection) + LineSize), pinned: true);
+        nuint start = (nuint)Unsafe.AsPointer(ref Memory[0]);
+        _first = (Connection*)((start + LineSize - 1) & ~(nuint)(LineSize - 1));
+        Length = length;
+    }
+
+    public ref Connection this[int index]
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            if ((uint)index >= (uint)Length)
+            {
+                ThrowIndex(index);
+            }
+
+            return ref _first[index];
+        }
+    }
+
+    private static void ThrowIndex(int index) =>
+        throw new IndexOutOfRangeException($"Connection slot {index} is outside the table.");
+}

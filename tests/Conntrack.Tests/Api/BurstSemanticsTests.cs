@@ -1,0 +1,121 @@
+using Conntrack.Tests.Support;
+
+namespace Conntrack.Tests.Api;
+
+/// <summary>
+/// What the burst entry points promise: <c>TrackBatch</c> equals In + Confirm per packet in order; <c>InBatch</c>
+/// equals In for every packet and only then Confirm, so a new flow's later packets in the same burst race with
+/// its first as on two CPUs.
+/// </summary>
+public class BurstSemanticsTests
+{
+    private const long Now = 1_000_000_000_000L;
+
+    private static (byte[] Buffer, PacketSegment[] Segments) Burst(params byte[][] packets)
+    {
+        var buffer = new byte[packets.Sum(p => p.Length)];
+        var segments = new PacketSegment[packets.Length];
+        int at = 0;
+        for (int i = 0; i < packets.Length; i++)
+        {
+            packets[i].CopyTo(buffer, at);
+            segments[i] = new PacketSegment(at, packets[i].Length);
+            at += packets[i].Length;
+        }
+
+        return (buffer, segments);
+    }
+
+    private static ConntrackTable NewTable() => new(new ConntrackOptions { MaxEntries = 1024, Buckets = 1024, HashSeed = 7 });
+
+    [Fact]
+    public void TrackBatch_lets_a_reply_in_the_same_burst_find_the_connection_its_query_created()
+    {
+        using var table = NewTable();
+        var (buffer, segments) = Burst(
+            PacketBuilder.Udp("10.0.0.1", "192.0.2.53", 40000, 53),
+            PacketBuilder.Udp("192.0.2.53", "10.0.0.1", 53, 40000),
+            PacketBuilder.Udp("10.0.0.1", "192.0.2.53", 40000, 53));
+        var states = new PacketState[3];
+        var verdicts = new Verdict[3];
+
+        table.TrackBatch(buffer, segments, Now, states, verdicts).Should().Be(3);
+
+        verdicts.Should().Equal(Verdict.Accept, Verdict.Accept, Verdict.Accept);
+        states.Select(s => s.Info).Should().Equal(ConntrackInfo.New, ConntrackInfo.EstablishedReply, ConntrackInfo.Established);
+        states.Select(s => s.Connection).Distinct().Should().ContainSingle();
+        states.Should().OnlyContain(s => !s.IsUnconfirmed, "TrackBatch confirms what it accepts");
+        table.Count.Should().Be(1);
+    }
+
+    [Fact]
+    public void InBatch_does_not_show_a_connection_to_later_packets_of_its_burst_before_ConfirmBatch()
+    {
+        using var table = NewTable();
+        var (buffer, segments) = Burst(
+            PacketBuilder.Udp("10.0.0.1", "192.0.2.53", 40000, 53),
+            PacketBuilder.Udp("10.0.0.1", "192.0.2.53", 40000, 53));
+        var states = new PacketState[2];
+        var verdicts = new Verdict[2];
+
+        table.InBatch(buffer, segments, Now, states, verdicts).Should().Be(2);
+        states.Select(s => s.Info).Should().Equal(ConntrackInfo.New, ConntrackInfo.New);
+        states[0].Connection.Should().NotBe(states[1].Connection, "the second packet cannot see the first one's unconfirmed entry");
+
+        // Confirmation resolves them as the kernel resolves one new UDP flow seen on two CPUs: one connection.
+        table.ConfirmBatch(buffer, segments, Now, states, verdicts);
+        verdicts.Should().Equal(Verdict.Accept, Verdict.Accept);
+        table.Count.Should().Be(1);
+        table.Statistics.ClashResolve.Should().Be(1);
+    }
+
+    [Fact]
+    public void Both_burst_calls_agree_with_the_per_packet_path_for_connections_that_existed_before_the_burst()
+    {
+        var packets = new List<byte[]>();
+        for (int i = 0; i < 40; i++)
+        {
+            packets.Add(PacketBuilder.Udp($"10.0.1.{i + 1}", "192.0.2.53", (ushort)(41000 + i), 53));
+        }
+
+        using var perPacket = NewTable();
+        using var inBatch = NewTable();
+        using var trackBatch = NewTable();
+        var state = default(PacketState);
+        foreach (var t in new[] { perPacket, inBatch, trackBatch })
+        {
+            foreach (var p in packets)
+            {
+                t.In(p, Now, ref state).Should().Be(Verdict.Accept);
+                t.Confirm(p, Now, ref state).Should().Be(Verdict.Accept);
+            }
+        }
+
+        // A burst of replies and repeats, in an order that visits the flows twice (40 packets: two chunks of 32).
+        var burst = new List<byte[]>();
+        for (int i = 0; i < 40; i++)
+        {
+            int f = (i * 7) % 40;
+            burst.Add(i % 2 == 0 ? PacketBuilder.Udp("192.0.2.53", $"10.0.1.{f + 1}", 53, (ushort)(41000 + f)) : packets[f]);
+        }
+
+        var expected = new ConntrackInfo[burst.Count];
+        for (int i = 0; i < burst.Count; i++)
+        {
+            perPacket.In(burst[i], Now + 1, ref state).Should().Be(Verdict.Accept);
+            expected[i] = state.Info;
+            perPacket.Confirm(burst[i], Now + 1, ref state).Should().Be(Verdict.Accept);
+        }
+
+        var (buffer, segments) = Burst([.. burst]);
+        var states = new PacketState[burst.Count];
+        var verdicts = new Verdict[burst.Count];
+        trackBatch.TrackBatch(buffer, segments, Now + 1, states, verdicts).Should().Be(burst.Count);
+        states.Select(s => s.Info).Should().Equal(expected);
+
+        inBatch.InBatch(buffer, segments, Now + 1, states, verdicts).Should().Be(burst.Count);
+        states.Select(s => s.Info).Should().Equal(expected);
+        inBatch.ConfirmBatch(buffer, segments, Now + 1, states, verdicts);
+        verdicts.Should().OnlyContain(v => v == Verdict.Accept);
+    }
+}

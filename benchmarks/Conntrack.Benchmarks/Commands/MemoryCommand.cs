@@ -88,7 +88,7 @@ internal static class MemoryCommand
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"GC generations before/after (bytes after GC): {before.Generations} / {filled.Generations}"));
         double managed = (filled.HeapSize - before.HeapSize) / n;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bytes per tracked connection, all managed structures (GC heap delta): {managed:F1} (target <= 192: {(managed <= 192 ? "met" : "missed")})"));
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"alignment: Entries[0] at line offset {HugePages.LineOffset(table.Entries)}, Proto[0] at {HugePages.LineOffset(table.Proto)}, Buckets[0] at {HugePages.LineOffset(table.Buckets)} (0 = 64-byte aligned)"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"alignment: Entries[0] at line offset {HugePages.LineOffset(table)}, Proto[0] at {HugePages.LineOffset(table.Proto)}, Buckets[0] at {HugePages.LineOffset(table.Buckets)} (0 = 64-byte aligned)"));
         Console.Error.WriteLine("# " + TableReport.Describe(table));
         GC.KeepAlive(table);
         table.Dispose();

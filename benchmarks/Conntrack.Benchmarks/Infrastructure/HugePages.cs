@@ -50,4 +50,7 @@ internal static partial class HugePages
 
     /// <summary>Address of an array's first element modulo 64 (cache-line alignment of its elements).</summary>
     public static unsafe int LineOffset<T>(T[] array) where T : unmanaged => (int)((nint)Unsafe.AsPointer(ref array[0]) & 63);
+
+    /// <summary>Where in its cache line the table's first connection entry starts (0: aligned).</summary>
+    public static unsafe int LineOffset(ConntrackTable table) => (int)((nint)Unsafe.AsPointer(ref table.Entries[0]) & 63);
 }

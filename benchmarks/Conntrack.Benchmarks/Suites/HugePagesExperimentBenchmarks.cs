@@ -38,7 +38,7 @@ public class HugePagesExperimentBenchmarks
         bool advised = false;
         if (HugePageArrays)
         {
-            advised = HugePages.Advise(_table.Entries) & HugePages.Advise(_table.Proto) & HugePages.Advise(_table.Buckets);
+            advised = HugePages.Advise(_table.Entries.Memory) & HugePages.Advise(_table.Proto) & HugePages.Advise(_table.Buckets);
         }
 
         long now = _flows.SetUp(_table);
@@ -46,7 +46,7 @@ public class HugePagesExperimentBenchmarks
         _states = new PacketState[BatchSize];
         _verdicts = new Verdict[BatchSize];
         Console.WriteLine($"// huge pages advised: {advised}; AnonHugePages {before} -> {HugePages.AnonHugePagesKiB()} KiB; " +
-            $"line offset of Entries[0] {HugePages.LineOffset(_table.Entries)}, Proto[0] {HugePages.LineOffset(_table.Proto)}");
+            $"line offset of Entries[0] {HugePages.LineOffset(_table)}, Proto[0] {HugePages.LineOffset(_table.Proto)}");
     }
 
     [GlobalCleanup]
@@ -64,8 +64,7 @@ public class HugePagesExperimentBenchmarks
         for (int i = 0; i < PacketsPerInvoke; i += BatchSize)
         {
             var burst = new ReadOnlySpan<PacketSegment>(sequence, cursor, BatchSize);
-            accepted += table.InBatch(arena, burst, now, _states, _verdicts);
-            table.ConfirmBatch(arena, burst, now, _states, _verdicts);
+            accepted += table.TrackBatch(arena, burst, now, _states, _verdicts);
             cursor += BatchSize;
             if (cursor == sequence.Length)
             {

@@ -152,8 +152,7 @@ public class NewConnectionBenchmarks
         for (int i = 0; i < PacketsPerInvoke; i += BatchSize)
         {
             var burst = new ReadOnlySpan<PacketSegment>(pool, cursor, BatchSize);
-            table.InBatch(arena, burst, now, states, verdicts);
-            table.ConfirmBatch(arena, burst, now, states, verdicts);
+            table.TrackBatch(arena, burst, now, states, verdicts);
             for (int j = 0; j < BatchSize; j++)
             {
                 if (verdicts[j] == Verdict.Accept)

@@ -7,7 +7,7 @@ namespace Conntrack.Benchmarks.Suites;
 /// <summary>
 /// A real capture held in memory (every IP packet of <c>../shared/pcaps/real-stack/NAME.pcap</c>, loaded once) and
 /// replayed with its capture timestamps, checksum checks off, through <c>In</c> then <c>Confirm</c> (baseline) or
-/// bursts of 32 consecutive packets through <c>InBatch</c>/<c>ConfirmBatch</c> (each burst stamped with its first
+/// bursts of 32 consecutive packets through <c>TrackBatch</c> (each burst stamped with its first
 /// packet's time). Each pass over the capture starts from an empty table: at the end of a pass the table is flushed
 /// (<c>conntrack -F</c>; its cost is part of the measurement, amortised over the pass) and the clock jumps one hour
 /// past the capture's end so that time only moves forward. A garbage-collection step runs every
@@ -59,9 +59,9 @@ public class ReplayBenchmarks
     }
 
     /// <summary>
-    /// One pass of the capture through a fresh table per packet (In, Confirm) and one in bursts of 32 (InBatch,
-    /// ConfirmBatch): how many packets get a different verdict or conntrack info. Packets of a new flow that follow
-    /// its first packet in the same burst do not see its still-unconfirmed connection.
+    /// One pass of the capture through a fresh table per packet (In, Confirm) and one in bursts of 32 (TrackBatch),
+    /// every packet stamped with its burst's first time on both sides: how many packets get a different verdict or
+    /// conntrack info (TrackBatch promises none).
     /// </summary>
     internal static string CompareBatchWithPerPacket(LoadedCapture capture)
     {
@@ -75,11 +75,11 @@ public class ReplayBenchmarks
             {
                 PacketSegment seg = capture.Packets[i];
                 var pkt = new ReadOnlySpan<byte>(capture.Arena, seg.Offset, seg.Length);
-                Verdict v = table.In(pkt, capture.Timestamps[i], ref state);
+                Verdict v = table.In(pkt, capture.Timestamps[i - i % BatchSize], ref state);
                 ConntrackInfo info = state.Info;
                 if (v == Verdict.Accept)
                 {
-                    v = table.Confirm(pkt, capture.Timestamps[i], ref state);
+                    v = table.Confirm(pkt, capture.Timestamps[i - i % BatchSize], ref state);
                 }
 
                 perPacket[i] = (v, info);
@@ -91,22 +91,15 @@ public class ReplayBenchmarks
         {
             var states = new PacketState[BatchSize];
             var verdicts = new Verdict[BatchSize];
-            var infos = new ConntrackInfo[BatchSize];
             for (int start = 0; start < n; start += BatchSize)
             {
                 int count = Math.Min(BatchSize, n - start);
                 var burst = new ReadOnlySpan<PacketSegment>(capture.Packets, start, count);
                 long now = capture.Timestamps[start];
-                table.InBatch(capture.Arena, burst, now, states, verdicts);
+                table.TrackBatch(capture.Arena, burst, now, states, verdicts);
                 for (int j = 0; j < count; j++)
                 {
-                    infos[j] = states[j].Info;
-                }
-
-                table.ConfirmBatch(capture.Arena, burst, now, states, verdicts);
-                for (int j = 0; j < count; j++)
-                {
-                    batched[start + j] = (verdicts[j], infos[j]);
+                    batched[start + j] = (verdicts[j], states[j].Info);
                 }
             }
 
@@ -204,8 +197,7 @@ public class ReplayBenchmarks
             int n = Math.Min(BatchSize, Math.Min(packets.Length - cursor, PacketsPerInvoke - done));
             long now = timestamps[cursor] + offset;
             var burst = new ReadOnlySpan<PacketSegment>(packets, cursor, n);
-            accepted += table.InBatch(arena, burst, now, states, verdicts);
-            table.ConfirmBatch(arena, burst, now, states, verdicts);
+            accepted += table.TrackBatch(arena, burst, now, states, verdicts);
             cursor += n;
             done += n;
             sinceGc += n;

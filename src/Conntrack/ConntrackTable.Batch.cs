@@ -35,13 +35,8 @@ public sealed partial class ConntrackTable
     public int InBatch(ReadOnlySpan<byte> buffer, ReadOnlySpan<PacketSegment> packets, long timestamp,
         Span<PacketState> states, Span<Verdict> verdicts, ushort zone = 0)
     {
-        // The scratch lives here, in a method without loops, so that the burst loop below is compiled like any
-        // other method (tier 0, then optimised with the profile gathered meanwhile); a method that both
-        // allocates on the stack and loops is compiled once, optimised without a profile.
-        Span<ConntrackTuple> tuples = stackalloc ConntrackTuple[BatchChunk];
-        Span<uint> hashes = stackalloc uint[BatchChunk];
-        Span<L3Info> l3s = stackalloc L3Info[BatchChunk];
-        return Burst(buffer, packets, timestamp, states, verdicts, zone, confirm: false, tuples, hashes, l3s);
+        Unsafe.SkipInit(out BurstScratch scratch);
+        return Burst(buffer, packets, timestamp, states, verdicts, zone, confirm: false, ref scratch);
     }
 
     /// <summary>
@@ -56,16 +51,46 @@ public sealed partial class ConntrackTable
     public int TrackBatch(ReadOnlySpan<byte> buffer, ReadOnlySpan<PacketSegment> packets, long timestamp,
         Span<PacketState> states, Span<Verdict> verdicts, ushort zone = 0)
     {
-        Span<ConntrackTuple> tuples = stackalloc ConntrackTuple[BatchChunk];
-        Span<uint> hashes = stackalloc uint[BatchChunk];
-        Span<L3Info> l3s = stackalloc L3Info[BatchChunk];
-        return Burst(buffer, packets, timestamp, states, verdicts, zone, confirm: true, tuples, hashes, l3s);
+        Unsafe.SkipInit(out BurstScratch scratch);
+        return Burst(buffer, packets, timestamp, states, verdicts, zone, confirm: true, ref scratch);
+    }
+
+    /// <summary>
+    /// What the burst loop keeps per packet of a chunk. It lives in the two entry points' frames (loop-free
+    /// methods), not in a <c>stackalloc</c> of the loop's own: a method that both allocates on the stack and
+    /// loops is compiled once, optimised without a profile, while this loop gets tiered compilation with one.
+    /// </summary>
+    private struct BurstScratch
+    {
+        public TupleChunk Tuples;
+        public HashChunk Hashes;
+        public L3Chunk Headers;
+    }
+
+    [InlineArray(BatchChunk)]
+    private struct TupleChunk
+    {
+        private ConntrackTuple _first;
+    }
+
+    [InlineArray(BatchChunk)]
+    private struct HashChunk
+    {
+        private uint _first;
+    }
+
+    [InlineArray(BatchChunk)]
+    private struct L3Chunk
+    {
+        private L3Info _first;
     }
 
     private int Burst(ReadOnlySpan<byte> buffer, ReadOnlySpan<PacketSegment> packets, long timestamp,
-        Span<PacketState> states, Span<Verdict> verdicts, ushort zone, bool confirm,
-        Span<ConntrackTuple> tuples, Span<uint> hashes, Span<L3Info> l3s)
+        Span<PacketState> states, Span<Verdict> verdicts, ushort zone, bool confirm, ref BurstScratch scratch)
     {
+        Span<ConntrackTuple> tuples = scratch.Tuples;
+        Span<uint> hashes = scratch.Hashes;
+        Span<L3Info> l3s = scratch.Headers;
         if (states.Length < packets.Length || verdicts.Length < packets.Length)
         {
             ThrowBatchSpans();
@@ -167,11 +192,24 @@ public sealed partial class ConntrackTable
                             state.Flags |= PacketState.StateFlags.Ipv6;
                         }
 
-                        var p = new PacketContext { Packet = pkt[..l3.Length], L3 = l3, Now = timestamp, Ctx = ctx, Index = -1 };
+                        // Field by field: an initializer zeroes a temporary and copies it whole, and that copy
+                        // reads across the smaller stores just made into it (a store-forwarding stall).
+                        Unsafe.SkipInit(out PacketContext p);
+                        p.Packet = pkt[..l3.Length];
+                        p.L3 = l3;
+                        p.Now = timestamp;
+                        p.Ctx = ctx;
+                        p.Index = -1;
+                        p.Direction = 0;
+                        p.Info = default;
+                        p.Reason = PacketReason.None;
                         v = TrackTuple(ref p, ref state, zone, hasTuple: true, in tuples[j], hashes[j]);
                     }
 
-                    if (confirm && v == Verdict.Accept)
+                    // Confirm has nothing to do for a packet of a confirmed connection unless a helper or the
+                    // event cache is in use: skip the call for the common case.
+                    if (confirm && v == Verdict.Accept
+                        && ((state.Flags & PacketState.StateFlags.Unconfirmed) != 0 || _helperSlots is not null || _ecache is not null))
                     {
                         v = Confirm(pkt, timestamp, ref state);
                     }

@@ -43,6 +43,7 @@ public struct PacketState
     /// <summary>Length of the IP packet after trimming link-layer padding.</summary>
     internal int Length;
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal void Reset()
     {
         Connection = default;

@@ -57,6 +57,9 @@ internal static class ThroughputCommand
                 case "--change-conn":
                     changeConn = Next(args, ref i) != "0";
                     break;
+                case "--pin":
+                    Pin = true;
+                    break;
                 case "--split-hooks":
                     SplitHooks = true;
                     break;
@@ -123,6 +126,11 @@ internal static class ThroughputCommand
             int tid = t;
             workers[t] = new Thread(() =>
             {
+                if (Pin)
+                {
+                    PinToCpu(tid % Environment.ProcessorCount);
+                }
+
                 var worker = new Worker(table, tid, batch, changeConn);
                 ready.SignalAndWait();
                 start.SignalAndWait();
@@ -154,6 +162,27 @@ internal static class ThroughputCommand
 
         bad = notAccepted;
         LastWorkerAllocated = workerAllocated.Sum();
+    }
+
+    /// <summary>Pin worker thread t to CPU t (OVS runs its datapath threads pinned, one per core).</summary>
+    private static bool Pin { get; set; }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern int sched_setaffinity(int pid, nint cpusetsize, ref ulong mask);
+
+    /// <summary>Pins the calling thread (Linux: sched_setaffinity with pid 0 is the calling thread).</summary>
+    private static void PinToCpu(int cpu)
+    {
+        if (!OperatingSystem.IsLinux() || cpu >= 64)
+        {
+            throw new PlatformNotSupportedException("--pin needs Linux and at most 64 CPUs.");
+        }
+
+        ulong mask = 1UL << cpu;
+        if (sched_setaffinity(0, sizeof(ulong), ref mask) != 0)
+        {
+            throw new InvalidOperationException($"sched_setaffinity failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+        }
     }
 
     /// <summary>InBatch then ConfirmBatch, as a forwarder with work between the two hooks calls them, instead of TrackBatch.</summary>
@@ -301,6 +330,7 @@ internal static class ThroughputCommand
           --batch, -b B        packets per call, 1..32 (default 32)
           --change-conn 0|1    OVS's change_connection: packet i of a batch goes to port 2+i (default 0)
           --warmup-ms MS       warm-up on a throw-away table before the timed run, for JIT tiering (default 3000; 0: none)
+          --pin                pin worker thread t to CPU t (Linux), as OVS pins its datapath threads
           --split-hooks        InBatch then ConfirmBatch per burst (work between the hooks) instead of TrackBatch
           --advance-clock      advance the timestamp 1 us per call (OVS uses one timestamp for the whole run)
 

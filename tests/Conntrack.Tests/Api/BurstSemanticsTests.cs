@@ -11,20 +11,7 @@ public class BurstSemanticsTests
 {
     private const long Now = 1_000_000_000_000L;
 
-    private static (byte[] Buffer, PacketSegment[] Segments) Burst(params byte[][] packets)
-    {
-        var buffer = new byte[packets.Sum(p => p.Length)];
-        var segments = new PacketSegment[packets.Length];
-        int at = 0;
-        for (int i = 0; i < packets.Length; i++)
-        {
-            packets[i].CopyTo(buffer, at);
-            segments[i] = new PacketSegment(at, packets[i].Length);
-            at += packets[i].Length;
-        }
-
-        return (buffer, segments);
-    }
+    private static (byte[] Buffer, PacketSegment[] Segments) Burst(params byte[][] packets) => PacketBuilder.Burst(packets);
 
     private static ConntrackTable NewTable() => new(new ConntrackOptions { MaxEntries = 1024, Buckets = 1024, HashSeed = 7 });
 

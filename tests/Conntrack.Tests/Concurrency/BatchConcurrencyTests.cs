@@ -79,16 +79,7 @@ public class BatchConcurrencyTests(ITestOutputHelper output)
                     }
                 }
 
-                var buffer = new byte[packets.Sum(p => p.Length)];
-                var segments = new PacketSegment[packets.Count];
-                int offset = 0;
-                for (int i = 0; i < packets.Count; i++)
-                {
-                    packets[i].CopyTo(buffer, offset);
-                    segments[i] = new PacketSegment(offset, packets[i].Length);
-                    offset += packets[i].Length;
-                }
-
+                var (buffer, segments) = PacketBuilder.Burst(packets);
                 bursts[t, r] = new Burst(buffer, segments, drop.ToArray());
             }
         }

@@ -6,6 +6,28 @@ namespace Conntrack.Tests.Support;
 /// <summary>Builds IPv4/IPv6 packets with correct header checksums (and layer-4 checksums) for tests.</summary>
 public static class PacketBuilder
 {
+    /// <summary>Lays packets back to back in one buffer, as the burst calls take them.</summary>
+    public static (byte[] Buffer, PacketSegment[] Segments) Burst(IReadOnlyList<byte[]> packets)
+    {
+        int total = 0;
+        foreach (var p in packets)
+        {
+            total += p.Length;
+        }
+
+        var buffer = new byte[total];
+        var segments = new PacketSegment[packets.Count];
+        int offset = 0;
+        for (int i = 0; i < packets.Count; i++)
+        {
+            packets[i].CopyTo(buffer, offset);
+            segments[i] = new PacketSegment(offset, packets[i].Length);
+            offset += packets[i].Length;
+        }
+
+        return (buffer, segments);
+    }
+
     public const byte FlagFin = 0x01, FlagSyn = 0x02, FlagRst = 0x04, FlagPsh = 0x08, FlagAck = 0x10, FlagUrg = 0x20;
 
     public static byte[] Udp(string src, string dst, ushort sport, ushort dport, int payload = 8, bool checksum = true, byte ttl = 64) =>

@@ -206,10 +206,7 @@ public sealed partial class ConntrackTable
                         v = TrackTuple(ref p, ref state, zone, hasTuple: true, in tuples[j], hashes[j]);
                     }
 
-                    // Confirm has nothing to do for a packet of a confirmed connection unless a helper or the
-                    // event cache is in use: skip the call for the common case.
-                    if (confirm && v == Verdict.Accept
-                        && ((state.Flags & PacketState.StateFlags.Unconfirmed) != 0 || _helperSlots is not null || _ecache is not null))
+                    if (confirm && v == Verdict.Accept)
                     {
                         v = Confirm(pkt, timestamp, ref state);
                     }

@@ -51,9 +51,7 @@ internal sealed class ThreadContext
     /// value no free-list or dying-list link (a slot index or -1) can take, so a thread that reads the field
     /// while the slot changes lists never mistakes a list link for its own ownership.
     /// </summary>
-    public int OwnerTag => OwnerTagOf(Id);
-
-    public static int OwnerTagOf(int id) => -2 - id;
+    public int OwnerTag => -2 - Id;
 
     public static int IdOfOwnerTag(int tag) => -2 - tag;
 

@@ -65,6 +65,8 @@ public sealed partial class ConntrackTable
         public TupleChunk Tuples;
         public HashChunk Hashes;
         public L3Chunk Headers;
+        public HashChunk Cursors;
+        public HashChunk Phases;
     }
 
     [InlineArray(BatchChunk)]
@@ -91,6 +93,8 @@ public sealed partial class ConntrackTable
         Span<ConntrackTuple> tuples = scratch.Tuples;
         Span<uint> hashes = scratch.Hashes;
         Span<L3Info> l3s = scratch.Headers;
+        Span<uint> cursors = scratch.Cursors;
+        Span<uint> phases = scratch.Phases;
         if (states.Length < packets.Length || verdicts.Length < packets.Length)
         {
             ThrowBatchSpans();
@@ -145,29 +149,9 @@ public sealed partial class ConntrackTable
                     Prefetch(ref Buckets[BucketOf(hash)]);
                 }
 
-                // 2. The bucket heads are (nearly) in cache: prefetch each chain's first entry, both of its lines
-                // (the node's tuple is on one; status, deadline and generation on the first), and the protocol
-                // state of trackers that keep one.
-                for (int j = 0; j < n; j++)
-                {
-                    if (hashes[j] != 0)
-                    {
-                        int head = Volatile.Read(ref Buckets[BucketOf(hashes[j])]);
-                        if (head >= 0)
-                        {
-                            ref byte entry = ref Unsafe.As<Connection, byte>(ref Entries[head >> 1]);
-                            Prefetch(ref entry);
-                            Prefetch(ref entry, 64);
-                            byte proto = tuples[j].ProtocolField;
-                            if (proto is IpProtocol.Tcp or IpProtocol.Sctp)
-                            {
-                                ref byte state = ref Unsafe.As<ProtocolState, byte>(ref Proto[head >> 1]);
-                                Prefetch(ref state);
-                                Prefetch(ref state, Unsafe.SizeOf<ProtocolState>() - 1);
-                            }
-                        }
-                    }
-                }
+                // 2. The bucket heads are (nearly) in cache: walk every packet's chain a node per round, all
+                // chains together, so that each round's misses overlap (see WalkChains).
+                WalkChains(tuples, hashes, cursors, phases, n, zone);
 
                 // 3. Resolve in order (and with TrackBatch confirm, so later packets find what this one created).
                 for (int j = 0; j < n; j++)
@@ -203,7 +187,8 @@ public sealed partial class ConntrackTable
                         p.Direction = 0;
                         p.Info = default;
                         p.Reason = PacketReason.None;
-                        v = TrackTuple(ref p, ref state, zone, hasTuple: true, in tuples[j], hashes[j]);
+                        v = TrackTuple(ref p, ref state, zone, hasTuple: true, in tuples[j], hashes[j],
+                            phases[j] == WalkFound ? (int)cursors[j] : -1);
                     }
 
                     if (confirm && v == Verdict.Accept)
@@ -225,6 +210,121 @@ public sealed partial class ConntrackTable
         }
 
         return accepted;
+    }
+
+    /// <summary>How far a chain walk of the burst path goes: enough for a lookup and a confirmation's second chain.</summary>
+    private const int BurstWalkRounds = 8;
+
+    // What a packet's chain walk is doing (WalkChains).
+    private const uint WalkLookup = 0, WalkReplyHead = 1, WalkReply = 2, WalkDone = 3, WalkFound = 4;
+
+    /// <summary>
+    /// Brings into cache what resolving each packet of a chunk will read. Every packet's chain is walked one
+    /// node per round, all chains in the same round, so that the misses of a round overlap rather than follow
+    /// one another as they would in <see cref="Find"/>. A packet whose tuple is found gets the rest of its
+    /// entry and its protocol state fetched. One whose chain ends without it is probably new: its reply tuple's
+    /// chain is walked too, which confirmation reads under the lock to check for a clash. The walk reads
+    /// without locks and only prefetches; whatever it gets wrong, resolution reads again.
+    /// </summary>
+    private void WalkChains(Span<ConntrackTuple> tuples, Span<uint> hashes, Span<uint> cursors, Span<uint> phases, int n, ushort zone)
+    {
+        for (int j = 0; j < n; j++)
+        {
+            phases[j] = WalkDone;
+            if (hashes[j] != 0)
+            {
+                int head = Volatile.Read(ref Buckets[BucketOf(hashes[j])]);
+                cursors[j] = (uint)head;
+                phases[j] = WalkLookup;
+                if (head >= 0)
+                {
+                    // Most chains are short and most packets belong to a known flow: fetch the whole of the first
+                    // entry (both lines and the protocol state) now, as if it were the one.
+                    PrefetchEntry(head >> 1, tuples[j].ProtocolField);
+                }
+            }
+        }
+
+        for (int round = 0; round < BurstWalkRounds; round++)
+        {
+            bool active = false;
+            for (int j = 0; j < n; j++)
+            {
+                uint phase = phases[j];
+                if (phase >= WalkDone)
+                {
+                    continue;
+                }
+
+                int node = (int)cursors[j];
+                if (phase == WalkLookup)
+                {
+                    if (node < 0)
+                    {
+                        // Not in the table: fetch the reply tuple's bucket for the confirmation.
+                        phase = WalkDone;
+                        if (L4Dispatch.TryInvert(this, in tuples[j], out ConntrackTuple reply))
+                        {
+                            int bucket = BucketOf(Hasher.Hash(in reply, zone));
+                            Prefetch(ref Buckets[bucket]);
+                            cursors[j] = (uint)bucket;
+                            phase = WalkReplyHead;
+                        }
+                    }
+                    else if (ConntrackTuple.Equals(in TupleOf(node), in tuples[j]))
+                    {
+                        // Found (resolution starts from this node): the entry's other line and the protocol state.
+                        phase = WalkFound;
+                        if (round > 0)
+                        {
+                            PrefetchEntry(node >> 1, tuples[j].ProtocolField);
+                        }
+                    }
+                    else
+                    {
+                        node = Volatile.Read(ref LinkOf(node));
+                        cursors[j] = (uint)node;
+                        if (node >= 0)
+                        {
+                            Entries.Prefetch(node >> 1, (node & 1) << 6);
+                        }
+                    }
+                }
+                else
+                {
+                    node = phase == WalkReplyHead ? Volatile.Read(ref Buckets[node]) : node >= 0 ? Volatile.Read(ref LinkOf(node)) : node;
+                    cursors[j] = (uint)node;
+                    phase = node >= 0 ? WalkReply : WalkDone;
+                    if (node >= 0)
+                    {
+                        Entries.Prefetch(node >> 1, (node & 1) << 6);
+                    }
+                }
+
+                phases[j] = phase;
+                active |= phase < WalkDone;
+            }
+
+            if (!active)
+            {
+                break;
+            }
+        }
+    }
+
+    /// <summary>Both lines of an entry and, for trackers that keep one, its protocol state.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void PrefetchEntry(int idx, byte protocol)
+    {
+        ref byte entry = ref Unsafe.As<Connection, byte>(ref Entries[idx]);
+        Prefetch(ref entry);
+        Prefetch(ref entry, 64);
+        if (protocol is IpProtocol.Tcp or IpProtocol.Sctp)
+        {
+            ref byte state = ref Unsafe.As<ProtocolState, byte>(ref Proto[idx]);
+            Prefetch(ref state);
+            Prefetch(ref state, Unsafe.SizeOf<ProtocolState>() - 1);
+        }
     }
 
     /// <summary>

@@ -152,14 +152,16 @@ public sealed partial class ConntrackTable
             }
         }
 
-        return TrackTuple(ref p, ref state, zone, hasTuple: false, default, 0);
+        return TrackTuple(ref p, ref state, zone, hasTuple: false, default, 0, -1);
     }
 
     /// <summary>
     /// resolve_normal_ct() and the protocol's packet function. The batch path passes the tuple and hash it
-    /// computed ahead (<paramref name="hasTuple"/>); a TCP reopen (Repeat) recomputes them.
+    /// computed ahead (<paramref name="hasTuple"/>) and the node its chain walk found (<paramref name="hint"/>,
+    /// -1 for none); a TCP reopen (Repeat) recomputes them.
     /// </summary>
-    private Verdict TrackTuple(ref PacketContext p, ref PacketState state, ushort zone, bool hasTuple, in ConntrackTuple precomputed, uint precomputedHash)
+    private Verdict TrackTuple(ref PacketContext p, ref PacketState state, ushort zone, bool hasTuple, in ConntrackTuple precomputed,
+        uint precomputedHash, int hint)
     {
         ThreadContext ctx = p.Ctx;
         ConntrackTuple tuple = precomputed;
@@ -177,7 +179,7 @@ public sealed partial class ConntrackTable
             hash = Hasher.Hash(in tuple, zone);
         }
 
-        int found = Find(in tuple, zone, hash, p.Now, ctx);
+        int found = hint >= 0 ? FindFrom(hint, in tuple, zone, hash, p.Now, ctx) : Find(in tuple, zone, hash, p.Now, ctx);
         bool created = false;
         if (found < 0)
         {
@@ -222,6 +224,7 @@ public sealed partial class ConntrackTable
                 // The tracker killed the old connection (a TCP reopen): look again and create a fresh one.
                 p.Reason = PacketReason.None;
                 hasTuple = false;
+                hint = -1;
                 goto repeat;
             }
 

@@ -28,7 +28,11 @@ internal sealed class ConnectionStore
         Proto = GC.AllocateUninitializedArray<ProtocolState>(capacity, pinned: true);
     }
 
-    /// <summary>Slots ever handed out (the high-water mark).</summary>
+    /// <summary>
+    /// Slots ever handed out (the high-water mark). Every slot below it has a defined <see cref="Connection.Kind"/>:
+    /// the mark moves only after the slot's first initialisation, so a sweep by slot index never reads a slot's
+    /// uninitialised memory.
+    /// </summary>
     public int HighWater => Volatile.Read(ref _highWater);
 
     public int FreeCount => Volatile.Read(ref _freeCount);
@@ -42,31 +46,50 @@ internal sealed class ConnectionStore
             int idx = _freeHead;
             if (idx >= 0)
             {
-                _freeHead = Entries[idx].ListLink;
+                int next = Entries[idx].ListLink;
+                _freeHead = next;
                 _freeCount--;
                 _freeLock.Exit();
+                if (next >= 0)
+                {
+                    // The next allocation reads that slot's link: start the miss now, the line is written anyway.
+                    Entries.Prefetch(next, 64);
+                }
+
                 return idx;
             }
 
             _freeLock.Exit();
         }
 
-        while (true)
-        {
-            int hw = Volatile.Read(ref _highWater);
-            if (hw >= Capacity)
-            {
-                return -1;
-            }
+        return TryAllocateFresh();
+    }
 
-            if (Interlocked.CompareExchange(ref _highWater, hw + 1, hw) == hw)
-            {
-                // First use of the slot: give it a defined generation so handles start at 1.
-                Entries[hw].Generation = 0;
-                Entries[hw].Kind = EntryKind.Free;
-                return hw;
-            }
+    /// <summary>A never-used slot above the high-water mark, initialised before the mark moves past it.</summary>
+    private int TryAllocateFresh()
+    {
+        if (Volatile.Read(ref _highWater) >= Capacity)
+        {
+            return -1;
         }
+
+        // Under the lock, so that the mark is published only once the slot below it is initialised (a lock-free
+        // bump would leave a moment where a sweep sees the slot counted but still holding old memory). Only
+        // taken while the table grows into slots it never used.
+        _freeLock.Enter();
+        int hw = _highWater;
+        if (hw >= Capacity)
+        {
+            _freeLock.Exit();
+            return -1;
+        }
+
+        // First use of the slot: give it a defined generation so handles start at 1.
+        Entries[hw].Generation = 0;
+        Entries[hw].Kind = EntryKind.Free;
+        Volatile.Write(ref _highWater, hw + 1);
+        _freeLock.Exit();
+        return hw;
     }
 
     /// <summary>Returns a slot that no reader can reach any more.</summary>

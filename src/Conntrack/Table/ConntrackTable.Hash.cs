@@ -76,6 +76,32 @@ public sealed partial class ConntrackTable
         return -1;
     }
 
+    /// <summary>
+    /// <see cref="Find"/> given a node that an unlocked walk found for this tuple a moment ago: the node is
+    /// protected and checked exactly as Find checks a match, and taken if it passes. A live confirmed tuple is in
+    /// the table once, so a node that passes is the one Find would return; otherwise (removed, reused, expired)
+    /// this is Find.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal int FindFrom(int node, in ConntrackTuple tuple, ushort zone, uint hash, long now, ThreadContext ctx)
+    {
+        ref Connection c = ref Entries[node >> 1];
+        Protect(ctx, node >> 1);
+        uint status = Volatile.Read(ref c.Status);
+        if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed
+            && ConntrackTuple.Equals(in TupleOf(node), in tuple) && c.Zone == zone
+            && !IsExpired(Volatile.Read(ref c.Timeout), now))
+        {
+            return node;
+        }
+
+        return FindOutOfLine(in tuple, zone, hash, now, ctx);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int FindOutOfLine(in ConntrackTuple tuple, ushort zone, uint hash, long now, ThreadContext ctx) =>
+        Find(in tuple, zone, hash, now, ctx);
+
     /// <summary>Links both nodes of an entry at the heads of their buckets. Caller holds both stripe locks.</summary>
     private void LinkBoth(int index, int bucketOriginal, int bucketReply)
     {

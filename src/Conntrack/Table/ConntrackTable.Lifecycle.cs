@@ -428,16 +428,49 @@ public sealed partial class ConntrackTable
         return false;
     }
 
+    /// <summary>Entries the collector gathers before removing them together (their buckets' misses overlap).</summary>
+    private const int GcBatch = 16;
+
+    /// <summary>Chain nodes per chain the collector fetches ahead of removal.</summary>
+    private const int GcPrefetchDepth = 4;
+
+    [InlineArray(GcBatch)]
+    private struct GcCandidates
+    {
+        private int _first;
+    }
+
+    [InlineArray(2 * GcBatch)]
+    private struct GcBuckets
+    {
+        private int _first;
+    }
+
+    /// <summary>The collector's batch: the entries picked and the buckets of both their tuples.</summary>
+    private struct GcScratch
+    {
+        public GcCandidates Entries;
+        public GcBuckets Buckets;
+    }
+
     /// <summary>
-    /// One incremental step of the garbage collector (gc_worker): scans up to <paramref name="bucketBudget"/>
-    /// buckets from where the last step stopped, removes entries whose deadline has passed, and — after the
-    /// table was found full — also unassured entries (or assured ones their protocol lets go, such as TCP in
-    /// TIME_WAIT) while the table is above 95% of its limit. Then recycles dying entries no reader can
-    /// still see. Call it from your packet loop or a timer; it never blocks on another collector.
+    /// One incremental step of the garbage collector (gc_worker): scans the next share of the table — as much
+    /// as <paramref name="bucketBudget"/> buckets are of all buckets, so that <c>buckets / bucketBudget</c>
+    /// steps cover it once — removes entries whose deadline has passed, and — after the table was found full —
+    /// also unassured entries (or assured ones their protocol lets go, such as TCP in TIME_WAIT) while the
+    /// table is above 95% of its limit. Then recycles dying entries no reader can still see. Call it from your
+    /// packet loop or a timer; it never blocks on another collector.
     /// </summary>
+    /// <remarks>
+    /// The kernel walks the hash buckets; this walks the connections' slots in index order instead. It looks
+    /// at the same entries (every hashed connection once per sweep, where a bucket walk meets each twice, once
+    /// per direction) but reads memory in sequence rather than one random miss per chain node; only the
+    /// order in which expired connections go, and so the order of their DESTROY events, differs.
+    /// </remarks>
     /// <param name="now">The current time on the same clock as the packets' timestamps.</param>
-    /// <param name="bucketBudget">How many buckets to scan in this step.</param>
+    /// <param name="bucketBudget">How much of the table to scan in this step, counted in buckets.</param>
     /// <returns>The number of entries removed.</returns>
+    [SkipLocalsInit]
     public int CollectGarbage(long now, int bucketBudget = 1024)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bucketBudget);
@@ -453,42 +486,38 @@ public sealed partial class ConntrackTable
             int max95 = Settings.MaxEntries / 100 * 95;
             // The kernel skips eviction entirely when the 95% mark rounds to 0 (nf_conntrack_max < 100).
             bool earlyDrop = _gcEarlyDrop && max95 > 0;
-            int i = _gcCursor;
-            for (int n = 0; n < bucketBudget; n++)
+            int slots = Store.HighWater;
+            long share = ((long)bucketBudget * slots + BucketCount - 1) / BucketCount;
+            int steps = (int)Math.Min(share, slots);
+            int i = _gcCursor < slots ? _gcCursor : 0;
+            Unsafe.SkipInit(out GcScratch scratch);
+            Span<int> batch = scratch.Entries;
+            Span<int> buckets = scratch.Buckets;
+            int pending = 0;
+            for (int n = 0; n < steps; n++)
             {
-                int node = Volatile.Read(ref Buckets[i]);
-                while (node >= 0)
+                ref Connection c = ref Entries[i];
+                // Unprotected reads: only a hint, checked again under protection before anything is removed.
+                if (c.Kind == EntryKind.Hashed && IsCollectable(ref c, Volatile.Read(ref c.Status), now, earlyDrop, max95))
                 {
-                    int idx = node >> 1;
-                    ref Connection c = ref Entries[idx];
-                    int next = Volatile.Read(ref LinkOf(node));
-                    Protect(ctx, idx);
-                    uint status = Volatile.Read(ref c.Status);
-                    if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed)
+                    batch[pending++] = i;
+                    if (pending == GcBatch)
                     {
-                        if (IsExpired(Volatile.Read(ref c.Timeout), now))
-                        {
-                            if (Kill(idx, now, ctx))
-                            {
-                                removed++;
-                            }
-                        }
-                        else if (earlyDrop && Volatile.Read(ref _count) >= max95
-                                 && ((status & (uint)ConnectionStatus.Assured) == 0 || L4Dispatch.CanEarlyDrop(ref c))
-                                 && Kill(idx, now, ctx))
-                        {
-                            removed++;
-                        }
+                        removed += CollectBatch(batch, buckets, now, earlyDrop, max95, ctx);
+                        pending = 0;
                     }
-
-                    node = next;
                 }
 
-                if (++i >= BucketCount)
+                if (++i >= slots)
                 {
                     i = 0;
                     _gcEarlyDrop = false;
                 }
+            }
+
+            if (pending > 0)
+            {
+                removed += CollectBatch(batch[..pending], buckets, now, earlyDrop, max95, ctx);
             }
 
             _gcCursor = i;
@@ -503,6 +532,101 @@ public sealed partial class ConntrackTable
         }
 
         Reclaim();
+        return removed;
+    }
+
+    /// <summary>
+    /// Whether the collector removes this entry: confirmed, not dying, and past its deadline, or (eviction under
+    /// pressure, gc_worker's early_drop) unassured or let go by its protocol while the table is above 95%.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool IsCollectable(ref Connection c, uint status, long now, bool earlyDrop, int max95)
+    {
+        if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) != (uint)ConnectionStatus.Confirmed)
+        {
+            return false;
+        }
+
+        return IsExpired(Volatile.Read(ref c.Timeout), now)
+            || (earlyDrop && Volatile.Read(ref _count) >= max95
+                && ((status & (uint)ConnectionStatus.Assured) == 0 || L4Dispatch.CanEarlyDrop(ref c)));
+    }
+
+    /// <summary>
+    /// Removes a batch of entries the sweep picked. Removal walks both of an entry's chains from their buckets,
+    /// each a likely cache miss on a large table: the buckets of the whole batch are fetched first, then the
+    /// first node of each chain, so those misses overlap instead of following one another. Each entry is then
+    /// protected and checked again, since it may have been removed and reused since the sweep saw it.
+    /// </summary>
+    private int CollectBatch(Span<int> batch, Span<int> buckets, long now, bool earlyDrop, int max95, ThreadContext ctx)
+    {
+        for (int k = 0; k < batch.Length; k++)
+        {
+            ref Connection c = ref Entries[batch[k]];
+            int b0 = BucketOf(Hasher.Hash(in c.Original, c.Zone));
+            int b1 = BucketOf(Hasher.Hash(in c.Reply, c.Zone));
+            buckets[2 * k] = b0;
+            buckets[(2 * k) + 1] = b1;
+            Prefetch(ref Buckets[b0]);
+            Prefetch(ref Buckets[b1]);
+        }
+
+        // Walk all the chains a step at a time, together, up to the node to unlink: each step's misses overlap.
+        // Unlocked reads and prefetches only; Kill walks again under the lock.
+        for (int k = 0; k < 2 * batch.Length; k++)
+        {
+            buckets[k] = Volatile.Read(ref Buckets[buckets[k]]);
+        }
+
+        for (int step = 0; step < GcPrefetchDepth; step++)
+        {
+            bool more = false;
+            for (int k = 0; k < 2 * batch.Length; k++)
+            {
+                int node = buckets[k];
+                if (node < 0)
+                {
+                    continue;
+                }
+
+                if (node == ((batch[k >> 1] << 1) | (k & 1)))
+                {
+                    buckets[k] = -1;
+                    continue;
+                }
+
+                if (step > 0)
+                {
+                    node = Volatile.Read(ref LinkOf(node));
+                    buckets[k] = node;
+                }
+
+                if (node >= 0)
+                {
+                    // The line that holds the node's tuple and link: line 0 for an original node, line 1 for a reply.
+                    Entries.Prefetch(node >> 1, (node & 1) << 6);
+                    more = true;
+                }
+            }
+
+            if (!more)
+            {
+                break;
+            }
+        }
+
+        int removed = 0;
+        for (int k = 0; k < batch.Length; k++)
+        {
+            int idx = batch[k];
+            ref Connection c = ref Entries[idx];
+            Protect(ctx, idx);
+            if (IsCollectable(ref c, Volatile.Read(ref c.Status), now, earlyDrop, max95) && Kill(idx, now, ctx))
+            {
+                removed++;
+            }
+        }
+
         return removed;
     }
 }

@@ -44,6 +44,16 @@ internal readonly unsafe struct EntryArray
         }
     }
 
+    /// <summary>Starts loading one line of an entry (a hint; no fault for any index within the table).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Prefetch(int index, int byteOffset = 0)
+    {
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported && (uint)index < (uint)Length)
+        {
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(_first + index) + byteOffset);
+        }
+    }
+
     private static void ThrowIndex(int index) =>
         throw new IndexOutOfRangeException($"Connection slot {index} is outside the table.");
 }

@@ -105,4 +105,84 @@ public class BurstSemanticsTests
         inBatch.ConfirmBatch(buffer, segments, Now + 1, states, verdicts);
         verdicts.Should().OnlyContain(v => v == Verdict.Accept);
     }
+
+    [Fact]
+    public void TrackBatch_follows_a_tcp_reopen_that_removes_the_connection_later_packets_of_the_burst_were_found_in()
+    {
+        // The burst's chain walk finds the old connection for all three packets; the SYN removes it and opens a
+        // new one, so the other two must not take the node the walk handed them.
+        const byte Syn = PacketBuilder.FlagSyn, Ack = PacketBuilder.FlagAck, Fin = PacketBuilder.FlagFin;
+        byte[] C(byte flags, uint seq, uint ack) => PacketBuilder.Tcp("10.0.0.1", "192.0.2.80", 40000, 80, flags, seq, ack);
+        byte[] S(byte flags, uint seq, uint ack) => PacketBuilder.Tcp("192.0.2.80", "10.0.0.1", 80, 40000, flags, seq, ack);
+        byte[][] toTimeWait =
+        [
+            C(Syn, 1000, 0), S(Syn | Ack, 5000, 1001), C(Ack, 1001, 5001),
+            C(Fin | Ack, 1001, 5001), S(Ack, 5001, 1002), S(Fin | Ack, 5001, 1002), C(Ack, 1002, 5002),
+        ];
+        byte[][] reopen = [C(Syn, 90000, 0), S(Syn | Ack, 7000, 90001), C(Ack, 90001, 7001)];
+
+        var infos = AssertTrackBatchMatchesPerPacket(toTimeWait, reopen, Now + 1_000_000_000L);
+
+        infos.Should().Equal(ConntrackInfo.New, ConntrackInfo.EstablishedReply, ConntrackInfo.Established);
+    }
+
+    [Fact]
+    public void TrackBatch_treats_a_connection_found_expired_as_gone()
+    {
+        byte[] query = PacketBuilder.Udp("10.0.0.1", "192.0.2.53", 40000, 53);
+        byte[] answer = PacketBuilder.Udp("192.0.2.53", "10.0.0.1", 53, 40000);
+
+        var infos = AssertTrackBatchMatchesPerPacket([query], [query, answer], Now + (31 * 1_000_000_000L));
+
+        infos.Should().Equal(ConntrackInfo.New, ConntrackInfo.EstablishedReply);
+    }
+
+    /// <summary>
+    /// Sends <paramref name="before"/> packet by packet into two tables, then <paramref name="burst"/> packet by
+    /// packet into one and as one <c>TrackBatch</c> into the other; verdicts, states and the tables must agree.
+    /// </summary>
+    private static ConntrackInfo[] AssertTrackBatchMatchesPerPacket(byte[][] before, byte[][] burst, long burstTime)
+    {
+        using var perPacket = NewTable();
+        using var batched = NewTable();
+        var state = default(PacketState);
+        var existing = new[] { new HashSet<ConnectionHandle>(), new HashSet<ConnectionHandle>() };
+        foreach (var (t, k) in new[] { (perPacket, 0), (batched, 1) })
+        {
+            foreach (var p in before)
+            {
+                t.In(p, Now, ref state).Should().Be(Verdict.Accept);
+                t.Confirm(p, Now, ref state).Should().Be(Verdict.Accept);
+                existing[k].Add(state.Connection);
+            }
+        }
+
+        // Whether a packet was given a connection from before the burst or a new one.
+        var expected = new (Verdict Verdict, ConntrackInfo Info, PacketReason Reason, bool Old)[burst.Length];
+        for (int i = 0; i < burst.Length; i++)
+        {
+            var v = perPacket.In(burst[i], burstTime, ref state);
+            if (v == Verdict.Accept)
+            {
+                v = perPacket.Confirm(burst[i], burstTime, ref state);
+            }
+
+            expected[i] = (v, state.Info, state.Reason, existing[0].Contains(state.Connection));
+        }
+
+        var (buffer, segments) = Burst(burst);
+        var states = new PacketState[burst.Length];
+        var verdicts = new Verdict[burst.Length];
+        batched.TrackBatch(buffer, segments, burstTime, states, verdicts);
+        var actual = new (Verdict Verdict, ConntrackInfo Info, PacketReason Reason, bool Old)[burst.Length];
+        for (int i = 0; i < burst.Length; i++)
+        {
+            actual[i] = (verdicts[i], states[i].Info, states[i].Reason, existing[1].Contains(states[i].Connection));
+        }
+
+        actual.Should().Equal(expected);
+        batched.Count.Should().Be(perPacket.Count);
+        TableInvariants.AssertHold(batched);
+        return [.. actual.Select(a => a.Info)];
+    }
 }

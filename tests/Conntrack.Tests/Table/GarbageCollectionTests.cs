@@ -90,6 +90,34 @@ public class GarbageCollectionTests
     }
 
     [Fact]
+    public void Collector_steps_cover_the_table_in_buckets_over_budget_steps_whatever_the_number_of_connections()
+    {
+        // 200 connections over 16 buckets: each step of 4 buckets scans a quarter of the slots in use, so the
+        // fourth step completes the sweep and not one before it does.
+        using var t = new TestTable(Small(max: 256, buckets: 16));
+        for (int i = 0; i < 200; i++)
+        {
+            t.Send(Flow(i));
+            t.LastVerdict.Should().Be(Verdict.Accept);
+        }
+
+        t.Advance(31);
+        int removed = 0;
+        for (int step = 0; step < 3; step++)
+        {
+            int now = t.Table.CollectGarbage(t.Now, 4);
+            now.Should().BeInRange(1, 100, "step {0} scans a share of the table", step);
+            removed += now;
+        }
+
+        removed.Should().BeLessThan(200);
+        removed += t.Table.CollectGarbage(t.Now, 4);
+        removed.Should().Be(200, "four steps of 4 buckets cover all 16");
+        t.Table.Count.Should().Be(0);
+        TableInvariants.AssertHold(t.Table);
+    }
+
+    [Fact]
     public void Collector_with_zero_budget_removes_nothing()
     {
         using var t = new TestTable(Small());

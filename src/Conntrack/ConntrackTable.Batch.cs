@@ -67,6 +67,7 @@ public sealed partial class ConntrackTable
         public L3Chunk Headers;
         public HashChunk Cursors;
         public HashChunk Phases;
+        public HashChunk Walking;
     }
 
     [InlineArray(BatchChunk)]
@@ -87,6 +88,8 @@ public sealed partial class ConntrackTable
         private L3Info _first;
     }
 
+    // Never inlined into the caller's loop: this loop is tiered and profiled on its own (see BurstScratch).
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private int Burst(ReadOnlySpan<byte> buffer, ReadOnlySpan<PacketSegment> packets, long timestamp,
         Span<PacketState> states, Span<Verdict> verdicts, ushort zone, bool confirm, ref BurstScratch scratch)
     {
@@ -95,6 +98,7 @@ public sealed partial class ConntrackTable
         Span<L3Info> l3s = scratch.Headers;
         Span<uint> cursors = scratch.Cursors;
         Span<uint> phases = scratch.Phases;
+        Span<uint> walking = scratch.Walking;
         if (states.Length < packets.Length || verdicts.Length < packets.Length)
         {
             ThrowBatchSpans();
@@ -151,7 +155,7 @@ public sealed partial class ConntrackTable
 
                 // 2. The bucket heads are (nearly) in cache: walk every packet's chain a node per round, all
                 // chains together, so that each round's misses overlap (see WalkChains).
-                WalkChains(tuples, hashes, cursors, phases, n, zone);
+                WalkChains(tuples, hashes, cursors, phases, walking, n, zone);
 
                 // 3. Resolve in order (and with TrackBatch confirm, so later packets find what this one created).
                 for (int j = 0; j < n; j++)
@@ -226,7 +230,8 @@ public sealed partial class ConntrackTable
     /// chain is walked too, which confirmation reads under the lock to check for a clash. The walk reads
     /// without locks and only prefetches; whatever it gets wrong, resolution reads again.
     /// </summary>
-    private void WalkChains(Span<ConntrackTuple> tuples, Span<uint> hashes, Span<uint> cursors, Span<uint> phases, int n, ushort zone)
+    private void WalkChains(Span<ConntrackTuple> tuples, Span<uint> hashes, Span<uint> cursors, Span<uint> phases, Span<uint> walking,
+        int n, ushort zone)
     {
         for (int j = 0; j < n; j++)
         {
@@ -245,71 +250,89 @@ public sealed partial class ConntrackTable
             }
         }
 
-        for (int round = 0; round < BurstWalkRounds; round++)
+        // Each round looks at the node the previous round fetched and fetches the next; the first round goes over
+        // every packet, later ones only over those still walking.
+        int count = 0;
+        for (int j = 0; j < n; j++)
         {
-            bool active = false;
-            for (int j = 0; j < n; j++)
+            if (phases[j] == WalkLookup && WalkStep(j, tuples, cursors, phases, zone, atHead: true))
             {
-                uint phase = phases[j];
-                if (phase >= WalkDone)
-                {
-                    continue;
-                }
-
-                int node = (int)cursors[j];
-                if (phase == WalkLookup)
-                {
-                    if (node < 0)
-                    {
-                        // Not in the table: fetch the reply tuple's bucket for the confirmation.
-                        phase = WalkDone;
-                        if (L4Dispatch.TryInvert(this, in tuples[j], out ConntrackTuple reply))
-                        {
-                            int bucket = BucketOf(Hasher.Hash(in reply, zone));
-                            Prefetch(ref Buckets[bucket]);
-                            cursors[j] = (uint)bucket;
-                            phase = WalkReplyHead;
-                        }
-                    }
-                    else if (ConntrackTuple.Equals(in TupleOf(node), in tuples[j]))
-                    {
-                        // Found (resolution starts from this node): the entry's other line and the protocol state.
-                        phase = WalkFound;
-                        if (round > 0)
-                        {
-                            PrefetchEntry(node >> 1, tuples[j].ProtocolField);
-                        }
-                    }
-                    else
-                    {
-                        node = Volatile.Read(ref LinkOf(node));
-                        cursors[j] = (uint)node;
-                        if (node >= 0)
-                        {
-                            Entries.Prefetch(node >> 1, (node & 1) << 6);
-                        }
-                    }
-                }
-                else
-                {
-                    node = phase == WalkReplyHead ? Volatile.Read(ref Buckets[node]) : node >= 0 ? Volatile.Read(ref LinkOf(node)) : node;
-                    cursors[j] = (uint)node;
-                    phase = node >= 0 ? WalkReply : WalkDone;
-                    if (node >= 0)
-                    {
-                        Entries.Prefetch(node >> 1, (node & 1) << 6);
-                    }
-                }
-
-                phases[j] = phase;
-                active |= phase < WalkDone;
-            }
-
-            if (!active)
-            {
-                break;
+                walking[count++] = (uint)j;
             }
         }
+
+        for (int round = 1; round < BurstWalkRounds && count > 0; round++)
+        {
+            int kept = 0;
+            for (int k = 0; k < count; k++)
+            {
+                int j = (int)walking[k];
+                if (WalkStep(j, tuples, cursors, phases, zone, atHead: false))
+                {
+                    walking[kept++] = (uint)j;
+                }
+            }
+
+            count = kept;
+        }
+    }
+
+    /// <summary>One packet's step of <see cref="WalkChains"/>; true while it has more to walk.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool WalkStep(int j, Span<ConntrackTuple> tuples, Span<uint> cursors, Span<uint> phases, ushort zone, bool atHead)
+    {
+        uint phase = phases[j];
+        int node = (int)cursors[j];
+        if (phase == WalkLookup)
+        {
+            if (node >= 0)
+            {
+                if (ConntrackTuple.Equals(in TupleOf(node), in tuples[j]))
+                {
+                    // Found (resolution starts from this node): the rest of the entry and its protocol state, unless
+                    // it is the chain's head, fetched whole already.
+                    phases[j] = WalkFound;
+                    if (!atHead)
+                    {
+                        PrefetchEntry(node >> 1, tuples[j].ProtocolField);
+                    }
+
+                    return false;
+                }
+
+                node = Volatile.Read(ref LinkOf(node));
+            }
+
+            if (node < 0)
+            {
+                // Not in the table: fetch the reply tuple's bucket for the confirmation.
+                if (!L4Dispatch.TryInvert(this, in tuples[j], out ConntrackTuple reply))
+                {
+                    phases[j] = WalkDone;
+                    return false;
+                }
+
+                node = BucketOf(Hasher.Hash(in reply, zone));
+                Prefetch(ref Buckets[node]);
+                cursors[j] = (uint)node;
+                phases[j] = WalkReplyHead;
+                return true;
+            }
+        }
+        else
+        {
+            node = phase == WalkReplyHead ? Volatile.Read(ref Buckets[node]) : Volatile.Read(ref LinkOf(node));
+            phases[j] = WalkReply;
+            if (node < 0)
+            {
+                phases[j] = WalkDone;
+                return false;
+            }
+        }
+
+        Entries.Prefetch(node >> 1, (node & 1) << 6);
+        cursors[j] = (uint)node;
+        return true;
     }
 
     /// <summary>Both lines of an entry and, for trackers that keep one, its protocol state.</summary>

@@ -52,7 +52,9 @@ internal sealed class ConnectionStore
                 _freeLock.Exit();
                 if (next >= 0)
                 {
-                    // The next allocation reads that slot's link: start the miss now, the line is written anyway.
+                    // The next allocation reads that slot's link and then writes both its lines (and an atomic
+                    // on its status waits for the line): start both misses now.
+                    Entries.Prefetch(next);
                     Entries.Prefetch(next, 64);
                 }
 

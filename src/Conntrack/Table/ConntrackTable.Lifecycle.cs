@@ -71,7 +71,9 @@ public sealed partial class ConntrackTable
         c.Status = 0;
         c.Timeout = 0;
         int gen = c.Generation + 1;
-        c.Generation = gen == 0 ? 1 : gen;
+        // Released after the tuples and the cleared status: a reader that sees the old generation together with a
+        // live status has read the old tuples (the collector's batch relies on it).
+        Volatile.Write(ref c.Generation, gen == 0 ? 1 : gen);
         c.Zone = zone;
         c.ProtoState = 0;
         c.Mark = 0;
@@ -226,6 +228,13 @@ public sealed partial class ConntrackTable
     internal bool Kill(int idx, long now, ThreadContext ctx)
     {
         ref Connection c = ref Entries[idx];
+        return Kill(idx, BucketOf(Hasher.Hash(in c.Original, c.Zone)), BucketOf(Hasher.Hash(in c.Reply, c.Zone)), now, ctx);
+    }
+
+    /// <summary><see cref="Kill(int, long, ThreadContext)"/> for a caller that has the buckets of both tuples.</summary>
+    private bool Kill(int idx, int b0, int b1, long now, ThreadContext ctx)
+    {
+        ref Connection c = ref Entries[idx];
         if (!c.TrySet(ConnectionStatus.Dying))
         {
             return false;
@@ -238,8 +247,6 @@ public sealed partial class ConntrackTable
             ts.At(idx).Stop = (c.Status & (uint)ConnectionStatus.Confirmed) != 0 && deadline - now < 0 ? deadline : now;
         }
 
-        int b0 = BucketOf(Hasher.Hash(in c.Original, c.Zone));
-        int b1 = BucketOf(Hasher.Hash(in c.Reply, c.Zone));
         LockPair(b0, b1);
         if (c.Kind != EntryKind.Hashed)
         {
@@ -446,11 +453,13 @@ public sealed partial class ConntrackTable
         private int _first;
     }
 
-    /// <summary>The collector's batch: the entries picked and the buckets of both their tuples.</summary>
+    /// <summary>The collector's batch: the entries picked, their generations, the buckets of both their tuples.</summary>
     private struct GcScratch
     {
         public GcCandidates Entries;
+        public GcCandidates Generations;
         public GcBuckets Buckets;
+        public GcBuckets Cursors;
     }
 
     /// <summary>
@@ -491,8 +500,7 @@ public sealed partial class ConntrackTable
             int steps = (int)Math.Min(share, slots);
             int i = _gcCursor < slots ? _gcCursor : 0;
             Unsafe.SkipInit(out GcScratch scratch);
-            Span<int> batch = scratch.Entries;
-            Span<int> buckets = scratch.Buckets;
+            var batch = new GcBatchSpans(scratch.Entries, scratch.Generations, scratch.Buckets, scratch.Cursors);
             int pending = 0;
             for (int n = 0; n < steps; n++)
             {
@@ -500,10 +508,10 @@ public sealed partial class ConntrackTable
                 // Unprotected reads: only a hint, checked again under protection before anything is removed.
                 if (c.Kind == EntryKind.Hashed && IsCollectable(ref c, Volatile.Read(ref c.Status), now, earlyDrop, max95))
                 {
-                    batch[pending++] = i;
+                    batch.Entries[pending++] = i;
                     if (pending == GcBatch)
                     {
-                        removed += CollectBatch(batch, buckets, now, earlyDrop, max95, ctx);
+                        removed += CollectBatch(batch, pending, now, earlyDrop, max95, ctx);
                         pending = 0;
                     }
                 }
@@ -517,7 +525,7 @@ public sealed partial class ConntrackTable
 
             if (pending > 0)
             {
-                removed += CollectBatch(batch[..pending], buckets, now, earlyDrop, max95, ctx);
+                removed += CollectBatch(batch, pending, now, earlyDrop, max95, ctx);
             }
 
             _gcCursor = i;
@@ -552,17 +560,31 @@ public sealed partial class ConntrackTable
                 && ((status & (uint)ConnectionStatus.Assured) == 0 || L4Dispatch.CanEarlyDrop(ref c)));
     }
 
+    private readonly ref struct GcBatchSpans(Span<int> entries, Span<int> generations, Span<int> buckets, Span<int> cursors)
+    {
+        public readonly Span<int> Entries = entries;
+        public readonly Span<int> Generations = generations;
+        public readonly Span<int> Buckets = buckets;
+        public readonly Span<int> Cursors = cursors;
+    }
+
     /// <summary>
     /// Removes a batch of entries the sweep picked. Removal walks both of an entry's chains from their buckets,
     /// each a likely cache miss on a large table: the buckets of the whole batch are fetched first, then the
-    /// first node of each chain, so those misses overlap instead of following one another. Each entry is then
-    /// protected and checked again, since it may have been removed and reused since the sweep saw it.
+    /// chains are walked a node at a time, all together, so those misses overlap instead of following one
+    /// another. Each entry is then protected and checked again, since it may have been removed and reused since
+    /// the sweep saw it; the same generation means the same connection, so the buckets computed here still hold.
     /// </summary>
-    private int CollectBatch(Span<int> batch, Span<int> buckets, long now, bool earlyDrop, int max95, ThreadContext ctx)
+    private int CollectBatch(in GcBatchSpans batch, int count, long now, bool earlyDrop, int max95, ThreadContext ctx)
     {
-        for (int k = 0; k < batch.Length; k++)
+        Span<int> entries = batch.Entries[..count];
+        Span<int> buckets = batch.Buckets[..(2 * count)];
+        Span<int> cursors = batch.Cursors[..(2 * count)];
+        for (int k = 0; k < entries.Length; k++)
         {
-            ref Connection c = ref Entries[batch[k]];
+            ref Connection c = ref Entries[entries[k]];
+            // Generation first: a slot being reused writes its tuples before its new generation.
+            batch.Generations[k] = Volatile.Read(ref c.Generation);
             int b0 = BucketOf(Hasher.Hash(in c.Original, c.Zone));
             int b1 = BucketOf(Hasher.Hash(in c.Reply, c.Zone));
             buckets[2 * k] = b0;
@@ -571,34 +593,33 @@ public sealed partial class ConntrackTable
             Prefetch(ref Buckets[b1]);
         }
 
-        // Walk all the chains a step at a time, together, up to the node to unlink: each step's misses overlap.
         // Unlocked reads and prefetches only; Kill walks again under the lock.
-        for (int k = 0; k < 2 * batch.Length; k++)
+        for (int k = 0; k < buckets.Length; k++)
         {
-            buckets[k] = Volatile.Read(ref Buckets[buckets[k]]);
+            cursors[k] = Volatile.Read(ref Buckets[buckets[k]]);
         }
 
         for (int step = 0; step < GcPrefetchDepth; step++)
         {
             bool more = false;
-            for (int k = 0; k < 2 * batch.Length; k++)
+            for (int k = 0; k < cursors.Length; k++)
             {
-                int node = buckets[k];
+                int node = cursors[k];
                 if (node < 0)
                 {
                     continue;
                 }
 
-                if (node == ((batch[k >> 1] << 1) | (k & 1)))
+                if (node == ((entries[k >> 1] << 1) | (k & 1)))
                 {
-                    buckets[k] = -1;
+                    cursors[k] = -1;
                     continue;
                 }
 
                 if (step > 0)
                 {
                     node = Volatile.Read(ref LinkOf(node));
-                    buckets[k] = node;
+                    cursors[k] = node;
                 }
 
                 if (node >= 0)
@@ -616,12 +637,14 @@ public sealed partial class ConntrackTable
         }
 
         int removed = 0;
-        for (int k = 0; k < batch.Length; k++)
+        for (int k = 0; k < entries.Length; k++)
         {
-            int idx = batch[k];
+            int idx = entries[k];
             ref Connection c = ref Entries[idx];
             Protect(ctx, idx);
-            if (IsCollectable(ref c, Volatile.Read(ref c.Status), now, earlyDrop, max95) && Kill(idx, now, ctx))
+            if (Volatile.Read(ref c.Generation) == batch.Generations[k]
+                && IsCollectable(ref c, Volatile.Read(ref c.Status), now, earlyDrop, max95)
+                && Kill(idx, buckets[2 * k], buckets[(2 * k) + 1], now, ctx))
             {
                 removed++;
             }

@@ -339,9 +339,8 @@ public sealed partial class ConntrackTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void PrefetchEntry(int idx, byte protocol)
     {
-        ref byte entry = ref Unsafe.As<Connection, byte>(ref Entries[idx]);
-        Prefetch(ref entry);
-        Prefetch(ref entry, 64);
+        Entries.Prefetch(idx);
+        Entries.Prefetch(idx, 64);
         if (protocol is IpProtocol.Tcp or IpProtocol.Sctp)
         {
             ref byte state = ref Unsafe.As<ProtocolState, byte>(ref Proto[idx]);

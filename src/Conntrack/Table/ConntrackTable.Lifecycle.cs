@@ -500,7 +500,7 @@ public sealed partial class ConntrackTable
             int steps = (int)Math.Min(share, slots);
             int i = _gcCursor < slots ? _gcCursor : 0;
             Unsafe.SkipInit(out GcScratch scratch);
-            var batch = new GcBatchSpans(scratch.Entries, scratch.Generations, scratch.Buckets, scratch.Cursors);
+            Span<int> batch = scratch.Entries;
             int pending = 0;
             for (int n = 0; n < steps; n++)
             {
@@ -508,10 +508,10 @@ public sealed partial class ConntrackTable
                 // Unprotected reads: only a hint, checked again under protection before anything is removed.
                 if (c.Kind == EntryKind.Hashed && IsCollectable(ref c, Volatile.Read(ref c.Status), now, earlyDrop, max95))
                 {
-                    batch.Entries[pending++] = i;
+                    batch[pending++] = i;
                     if (pending == GcBatch)
                     {
-                        removed += CollectBatch(batch, pending, now, earlyDrop, max95, ctx);
+                        removed += CollectBatch(ref scratch, pending, now, earlyDrop, max95, ctx);
                         pending = 0;
                     }
                 }
@@ -525,7 +525,7 @@ public sealed partial class ConntrackTable
 
             if (pending > 0)
             {
-                removed += CollectBatch(batch, pending, now, earlyDrop, max95, ctx);
+                removed += CollectBatch(ref scratch, pending, now, earlyDrop, max95, ctx);
             }
 
             _gcCursor = i;
@@ -560,14 +560,6 @@ public sealed partial class ConntrackTable
                 && ((status & (uint)ConnectionStatus.Assured) == 0 || L4Dispatch.CanEarlyDrop(ref c)));
     }
 
-    private readonly ref struct GcBatchSpans(Span<int> entries, Span<int> generations, Span<int> buckets, Span<int> cursors)
-    {
-        public readonly Span<int> Entries = entries;
-        public readonly Span<int> Generations = generations;
-        public readonly Span<int> Buckets = buckets;
-        public readonly Span<int> Cursors = cursors;
-    }
-
     /// <summary>
     /// Removes a batch of entries the sweep picked. Removal walks both of an entry's chains from their buckets,
     /// each a likely cache miss on a large table: the buckets of the whole batch are fetched first, then the
@@ -575,16 +567,17 @@ public sealed partial class ConntrackTable
     /// another. Each entry is then protected and checked again, since it may have been removed and reused since
     /// the sweep saw it; the same generation means the same connection, so the buckets computed here still hold.
     /// </summary>
-    private int CollectBatch(in GcBatchSpans batch, int count, long now, bool earlyDrop, int max95, ThreadContext ctx)
+    private int CollectBatch(ref GcScratch scratch, int count, long now, bool earlyDrop, int max95, ThreadContext ctx)
     {
-        Span<int> entries = batch.Entries[..count];
-        Span<int> buckets = batch.Buckets[..(2 * count)];
-        Span<int> cursors = batch.Cursors[..(2 * count)];
+        Span<int> entries = ((Span<int>)scratch.Entries)[..count];
+        Span<int> generations = scratch.Generations;
+        Span<int> buckets = ((Span<int>)scratch.Buckets)[..(2 * count)];
+        Span<int> cursors = ((Span<int>)scratch.Cursors)[..(2 * count)];
         for (int k = 0; k < entries.Length; k++)
         {
             ref Connection c = ref Entries[entries[k]];
             // Generation first: a slot being reused writes its tuples before its new generation.
-            batch.Generations[k] = Volatile.Read(ref c.Generation);
+            generations[k] = Volatile.Read(ref c.Generation);
             int b0 = BucketOf(Hasher.Hash(in c.Original, c.Zone));
             int b1 = BucketOf(Hasher.Hash(in c.Reply, c.Zone));
             buckets[2 * k] = b0;
@@ -642,7 +635,7 @@ public sealed partial class ConntrackTable
             int idx = entries[k];
             ref Connection c = ref Entries[idx];
             Protect(ctx, idx);
-            if (Volatile.Read(ref c.Generation) == batch.Generations[k]
+            if (Volatile.Read(ref c.Generation) == generations[k]
                 && IsCollectable(ref c, Volatile.Read(ref c.Status), now, earlyDrop, max95)
                 && Kill(idx, buckets[2 * k], buckets[(2 * k) + 1], now, ctx))
             {

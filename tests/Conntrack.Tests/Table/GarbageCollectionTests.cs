@@ -9,6 +9,16 @@ public class GarbageCollectionTests
     private static ConntrackOptions Small(int max = 256, int buckets = 64) =>
         new() { MaxEntries = max, Buckets = buckets, HashSeed = 21 };
 
+    /// <summary>Opens flows 0 .. count - 1, each accepted.</summary>
+    private static void Open(TestTable t, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            t.Send(Flow(i));
+            t.LastVerdict.Should().Be(Verdict.Accept);
+        }
+    }
+
     private static byte[] Flow(int i) => PacketBuilder.Udp($"10.0.{i / 200}.{(i % 200) + 1}", "192.0.2.1", (ushort)(2000 + i), 53);
 
     [Fact]
@@ -72,11 +82,7 @@ public class GarbageCollectionTests
     public void Collector_walks_the_buckets_incrementally()
     {
         using var t = new TestTable(Small(buckets: 64));
-        for (int i = 0; i < 30; i++)
-        {
-            t.Send(Flow(i));
-            t.LastVerdict.Should().Be(Verdict.Accept);
-        }
+        Open(t, 30);
 
         t.Advance(31);
         int removed = 0;
@@ -95,11 +101,7 @@ public class GarbageCollectionTests
         // 200 connections over 16 buckets: each step of 4 buckets scans a quarter of the slots in use, so the
         // fourth step completes the sweep and not one before it does.
         using var t = new TestTable(Small(max: 256, buckets: 16));
-        for (int i = 0; i < 200; i++)
-        {
-            t.Send(Flow(i));
-            t.LastVerdict.Should().Be(Verdict.Accept);
-        }
+        Open(t, 200);
 
         t.Advance(31);
         int removed = 0;

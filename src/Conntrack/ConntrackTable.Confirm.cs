@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Conntrack.Events;
 using Conntrack.Protocols;
 using Conntrack.Table;
@@ -18,7 +19,21 @@ public sealed partial class ConntrackTable
     /// winner's entry, others are dropped. Nothing happens for packets of connections already confirmed.
     /// </summary>
     /// <returns><see cref="Verdict.Drop"/> when the entry could not be inserted (<see cref="PacketState.Reason"/> says why).</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Verdict Confirm(ReadOnlySpan<byte> packet, long timestamp, ref PacketState state)
+    {
+        // Most packets belong to confirmed connections of a table without helpers or events: nothing to do, and
+        // no call (this check is inlined into the caller's packet loop).
+        if ((state.Flags & PacketState.StateFlags.Unconfirmed) == 0 && _helperSlots is null && _ecache is null)
+        {
+            return Verdict.Accept;
+        }
+
+        return ConfirmSlow(packet, timestamp, ref state);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private Verdict ConfirmSlow(ReadOnlySpan<byte> packet, long timestamp, ref PacketState state)
     {
         bool unconfirmed = (state.Flags & PacketState.StateFlags.Unconfirmed) != 0;
         // Helpers run on every packet of their connection except ICMP errors in the reply direction.

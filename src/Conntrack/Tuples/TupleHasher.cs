@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 using System.Security.Cryptography;
 
 namespace Conntrack.Tuples;
@@ -56,7 +57,14 @@ internal readonly struct TupleHasher
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong Mum(ulong a, ulong b)
     {
-        UInt128 product = (UInt128)a * b; // one MUL (MULX): no spill of the low half as Math.BigMul's out parameter makes
+        if (Bmi2.X64.IsSupported)
+        {
+            // MULX for the high half and an IMUL for the low: both stay in registers. A 128-bit product (UInt128 or
+            // Math.BigMul's out parameter) makes the JIT store the low half to the stack and load it back.
+            return Bmi2.X64.MultiplyNoFlags(a, b) ^ (a * b);
+        }
+
+        UInt128 product = (UInt128)a * b;
         return (ulong)(product >> 64) ^ (ulong)product;
     }
 

@@ -15,18 +15,10 @@ public sealed partial class ConntrackTable
     internal static bool IsExpired(long deadline, long now) => deadline - now <= 0;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref int LinkOf(int node)
-    {
-        ref Connection c = ref Entries[node >> 1];
-        return ref (node & 1) == 0 ? ref c.NextOriginal : ref c.NextReply;
-    }
+    private ref int LinkOf(int node) => ref Entries.LinkOf(node);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref ConntrackTuple TupleOf(int node)
-    {
-        ref Connection c = ref Entries[node >> 1];
-        return ref (node & 1) == 0 ? ref c.Original : ref c.Reply;
-    }
+    private ref ConntrackTuple TupleOf(int node) => ref Entries.TupleOf(node);
 
     /// <summary>
     /// ____nf_conntrack_find() and __nf_conntrack_find_get(): walks the tuple's bucket without a lock and
@@ -45,15 +37,14 @@ public sealed partial class ConntrackTable
         while (node >= 0)
         {
             ref Connection c = ref Entries[node >> 1];
-            bool reply = (node & 1) != 0;
-            if (ConntrackTuple.Equals(in reply ? ref c.Reply : ref c.Original, in tuple) && c.Zone == zone)
+            if (ConntrackTuple.Equals(in TupleOf(node), in tuple) && c.Zone == zone)
             {
                 // Only confirmed, live entries match (nf_ct_key_equal checks IPS_CONFIRMED; an entry being
                 // removed is already marked dying). Protect, then check everything again.
                 Protect(ctx, node >> 1);
                 uint status = Volatile.Read(ref c.Status);
                 if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed
-                    && ConntrackTuple.Equals(in reply ? ref c.Reply : ref c.Original, in tuple) && c.Zone == zone)
+                    && ConntrackTuple.Equals(in TupleOf(node), in tuple) && c.Zone == zone)
                 {
                     if (!IsExpired(Volatile.Read(ref c.Timeout), now))
                     {
@@ -64,7 +55,7 @@ public sealed partial class ConntrackTable
                 }
             }
 
-            node = Volatile.Read(ref reply ? ref c.NextReply : ref c.NextOriginal);
+            node = Volatile.Read(ref LinkOf(node));
         }
 
         if (node != NullsMarker(bucket))
@@ -156,10 +147,9 @@ public sealed partial class ConntrackTable
         while (node >= 0)
         {
             ref Connection c = ref Entries[node >> 1];
-            bool reply = (node & 1) != 0;
             // Confirmed and not dying: an entry whose remover is waiting for this lock is as good as gone, so a
             // new one may take its place (and a lost race must not merge into it).
-            if (ConntrackTuple.Equals(in reply ? ref c.Reply : ref c.Original, in tuple) && c.Zone == zone
+            if (ConntrackTuple.Equals(in TupleOf(node), in tuple) && c.Zone == zone
                 && (Volatile.Read(ref c.Status) & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed)
             {
                 return node;
@@ -170,7 +160,7 @@ public sealed partial class ConntrackTable
                 return -2;
             }
 
-            node = reply ? c.NextReply : c.NextOriginal;
+            node = LinkOf(node);
         }
 
         return -1;

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Conntrack.Tuples;
 
 namespace Conntrack.Table;
 
@@ -45,6 +46,37 @@ internal readonly unsafe struct EntryArray
     }
 
     /// <summary>Starts loading one line of an entry (a hint; no fault for any index within the table).</summary>
+    /// <summary>
+    /// The tuple of a chain node (entry <c>node &gt;&gt; 1</c>, its original half for an even node, its reply half for
+    /// an odd one). The halves have the same layout 64 bytes apart, so this is address arithmetic: a field reference
+    /// chosen from a <c>ref Connection</c> instead makes the JIT check that reference for null with a load of the
+    /// entry's first line, a cache miss of its own when a walk is on a reply node and only fetched its second line.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ref ConntrackTuple TupleOf(int node) => ref *(ConntrackTuple*)HalfOf(node);
+
+    /// <summary>The chain link of a node (<c>NextOriginal</c> or <c>NextReply</c>), addressed as <see cref="TupleOf"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ref int LinkOf(int node) => ref *(int*)(HalfOf(node) + LinkOffset);
+
+    /// <summary>Offset of <see cref="Connection.Reply"/> from <see cref="Connection.Original"/>.</summary>
+    internal const int HalfSize = 64;
+
+    /// <summary>Offset of a half's link from its tuple (<see cref="Connection.NextOriginal"/>, <see cref="Connection.NextReply"/>).</summary>
+    internal const int LinkOffset = 40;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private byte* HalfOf(int node)
+    {
+        int index = node >> 1;
+        if ((uint)index >= (uint)Length)
+        {
+            ThrowIndex(index);
+        }
+
+        return (byte*)(_first + index) + (node & 1) * HalfSize;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Prefetch(int index, int byteOffset = 0)
     {

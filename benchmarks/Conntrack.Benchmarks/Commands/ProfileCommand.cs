@@ -17,8 +17,8 @@ internal static class ProfileCommand
         if (args.Length < 2)
         {
             Console.Error.WriteLine(
-                "Usage: Conntrack.Benchmarks profile established-tcp|established-udp|new-udp|new-tcp|replay-web|replay-mixed " +
-                "inconfirm|batch32 [flows, default 1000000] [seconds, default 10]");
+                "Usage: Conntrack.Benchmarks profile established-tcp|established-udp|new-udp|new-tcp|replay-web|replay-mixed|ovs " +
+                "inconfirm|batch32 (ovs: batch1|batch32) [flows, default 1000000] [seconds, default 10]");
             return 2;
         }
 
@@ -58,6 +58,16 @@ internal static class ProfileCommand
                 body = batch ? b.Batch32 : b.InConfirm;
                 cleanup = b.Cleanup;
                 perCall = ReplayBenchmarks.PacketsPerInvoke;
+                break;
+            }
+
+            case "ovs":
+            {
+                var b = new OvsWorkloadBenchmarks();
+                b.Setup();
+                body = batch ? b.Batch32 : b.Batch1;
+                cleanup = b.Cleanup;
+                perCall = OvsWorkloadBenchmarks.PacketsPerInvoke;
                 break;
             }
 

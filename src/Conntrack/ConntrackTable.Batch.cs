@@ -243,9 +243,9 @@ public sealed partial class ConntrackTable
                 phases[j] = WalkLookup;
                 if (head >= 0)
                 {
-                    // Most chains are short and most packets belong to a known flow: fetch the whole of the first
-                    // entry (both lines and the protocol state) now, as if it were the one.
-                    PrefetchEntry(head >> 1, tuples[j].ProtocolField);
+                    // Only the half with the node's tuple: the rest of the entry is fetched once the tuple is seen to
+                    // match, since a packet of a new flow (or one further down the chain) would not use it.
+                    Entries.Prefetch(head >> 1, (head & 1) * EntryArray.HalfSize);
                 }
             }
         }
@@ -255,7 +255,7 @@ public sealed partial class ConntrackTable
         int count = 0;
         for (int j = 0; j < n; j++)
         {
-            if (phases[j] == WalkLookup && WalkStep(j, tuples, cursors, phases, zone, atHead: true))
+            if (phases[j] == WalkLookup && WalkStep(j, tuples, cursors, phases, zone))
             {
                 walking[count++] = (uint)j;
             }
@@ -267,7 +267,7 @@ public sealed partial class ConntrackTable
             for (int k = 0; k < count; k++)
             {
                 int j = (int)walking[k];
-                if (WalkStep(j, tuples, cursors, phases, zone, atHead: false))
+                if (WalkStep(j, tuples, cursors, phases, zone))
                 {
                     walking[kept++] = (uint)j;
                 }
@@ -279,7 +279,7 @@ public sealed partial class ConntrackTable
 
     /// <summary>One packet's step of <see cref="WalkChains"/>; true while it has more to walk.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool WalkStep(int j, Span<ConntrackTuple> tuples, Span<uint> cursors, Span<uint> phases, ushort zone, bool atHead)
+    private bool WalkStep(int j, Span<ConntrackTuple> tuples, Span<uint> cursors, Span<uint> phases, ushort zone)
     {
         uint phase = phases[j];
         int node = (int)cursors[j];
@@ -289,14 +289,9 @@ public sealed partial class ConntrackTable
             {
                 if (ConntrackTuple.Equals(in TupleOf(node), in tuples[j]))
                 {
-                    // Found (resolution starts from this node): the rest of the entry and its protocol state, unless
-                    // it is the chain's head, fetched whole already.
+                    // Found (resolution starts from this node): the entry's other half and its protocol state.
                     phases[j] = WalkFound;
-                    if (!atHead)
-                    {
-                        PrefetchEntry(node >> 1, tuples[j].ProtocolField);
-                    }
-
+                    PrefetchRest(node, tuples[j].ProtocolField);
                     return false;
                 }
 
@@ -335,12 +330,12 @@ public sealed partial class ConntrackTable
         return true;
     }
 
-    /// <summary>Both lines of an entry and, for trackers that keep one, its protocol state.</summary>
+    /// <summary>What resolving a node found by the walk reads beyond the node's own half: the entry's other half and, for trackers that keep one, its protocol state.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void PrefetchEntry(int idx, byte protocol)
+    private void PrefetchRest(int node, byte protocol)
     {
-        Entries.Prefetch(idx);
-        Entries.Prefetch(idx, 64);
+        int idx = node >> 1;
+        Entries.Prefetch(idx, ((node & 1) ^ 1) * EntryArray.HalfSize);
         if (protocol is IpProtocol.Tcp or IpProtocol.Sctp)
         {
             ref byte state = ref Unsafe.As<ProtocolState, byte>(ref Proto[idx]);

@@ -330,7 +330,10 @@ public sealed partial class ConntrackTable
         return true;
     }
 
-    /// <summary>What resolving a node found by the walk reads beyond the node's own half: the entry's other half and, for trackers that keep one, its protocol state.</summary>
+    /// <summary>
+    /// What resolving a node found by the walk reads beyond the node's own half: the entry's other half and, for
+    /// trackers that keep one, its protocol state.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void PrefetchRest(int node, byte protocol)
     {

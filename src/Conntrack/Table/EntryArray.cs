@@ -55,14 +55,18 @@ internal readonly unsafe struct EntryArray
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ref ConntrackTuple TupleOf(int node) => ref *(ConntrackTuple*)HalfOf(node);
 
-    /// <summary>The chain link of a node (<c>NextOriginal</c> or <c>NextReply</c>), addressed as <see cref="TupleOf"/>.</summary>
+    /// <summary>
+    /// The chain link of a node (<c>NextOriginal</c> or <c>NextReply</c>), addressed as <see cref="TupleOf"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ref int LinkOf(int node) => ref *(int*)(HalfOf(node) + LinkOffset);
 
     /// <summary>Offset of <see cref="Connection.Reply"/> from <see cref="Connection.Original"/>.</summary>
     internal const int HalfSize = 64;
 
-    /// <summary>Offset of a half's link from its tuple (<see cref="Connection.NextOriginal"/>, <see cref="Connection.NextReply"/>).</summary>
+    /// <summary>
+    /// Offset of a half's link from its tuple (<see cref="Connection.NextOriginal"/>, <see cref="Connection.NextReply"/>).
+    /// </summary>
     internal const int LinkOffset = 40;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -233,6 +233,7 @@ public sealed partial class ConntrackTable
     private void WalkChains(Span<ConntrackTuple> tuples, Span<uint> hashes, Span<uint> cursors, Span<uint> phases, Span<uint> walking,
         int n, ushort zone)
     {
+        int count = 0;
         for (int j = 0; j < n; j++)
         {
             phases[j] = WalkDone;
@@ -245,23 +246,15 @@ public sealed partial class ConntrackTable
                 {
                     // Only the half with the node's tuple: the rest of the entry is fetched once the tuple is seen to
                     // match, since a packet of a new flow (or one further down the chain) would not use it.
-                    Entries.Prefetch(head >> 1, (head & 1) * EntryArray.HalfSize);
+                    Entries.PrefetchNode(head);
                 }
-            }
-        }
 
-        // Each round looks at the node the previous round fetched and fetches the next; the first round goes over
-        // every packet, later ones only over those still walking.
-        int count = 0;
-        for (int j = 0; j < n; j++)
-        {
-            if (phases[j] == WalkLookup && WalkStep(j, tuples, cursors, phases, zone))
-            {
                 walking[count++] = (uint)j;
             }
         }
 
-        for (int round = 1; round < BurstWalkRounds && count > 0; round++)
+        // Each round looks at the node the previous round fetched and fetches the next, over the packets still walking.
+        for (int round = 0; round < BurstWalkRounds && count > 0; round++)
         {
             int kept = 0;
             for (int k = 0; k < count; k++)
@@ -325,7 +318,7 @@ public sealed partial class ConntrackTable
             }
         }
 
-        Entries.Prefetch(node >> 1, (node & 1) << 6);
+        Entries.PrefetchNode(node);
         cursors[j] = (uint)node;
         return true;
     }
@@ -338,7 +331,7 @@ public sealed partial class ConntrackTable
     private void PrefetchRest(int node, byte protocol)
     {
         int idx = node >> 1;
-        Entries.Prefetch(idx, ((node & 1) ^ 1) * EntryArray.HalfSize);
+        Entries.PrefetchNode(node ^ 1);
         if (protocol is IpProtocol.Tcp or IpProtocol.Sctp)
         {
             ref byte state = ref Unsafe.As<ProtocolState, byte>(ref Proto[idx]);

@@ -203,7 +203,6 @@ public sealed partial class ConntrackTable
             int next = Entries[idx].ListLink;
             if (DeliverDestroy(idx, now))
             {
-                Interlocked.Decrement(ref _count);
                 Retire(idx);
             }
             else

@@ -55,7 +55,7 @@ internal sealed class ConnectionStore
                     // The next allocation reads that slot's link and then writes both its lines (and an atomic
                     // on its status waits for the line): start both misses now.
                     Entries.Prefetch(next);
-                    Entries.Prefetch(next, 64);
+                    Entries.Prefetch(next, EntryArray.HalfSize);
                 }
 
                 return idx;

@@ -243,7 +243,6 @@ public sealed partial class ConntrackTable
     private struct RemovalTally
     {
         public int Unhashed;
-        public int Released;
         public int Head;
         public int Tail;
         public int Dying;
@@ -255,7 +254,10 @@ public sealed partial class ConntrackTable
         }
     }
 
-    /// <summary>Applies a <see cref="RemovalTally"/>: counts, then the chain onto the dying list.</summary>
+    /// <summary>
+    /// Applies a <see cref="RemovalTally"/>: the hashed count, then the entries chained in it leave the count
+    /// against the limit and go on the dying list.
+    /// </summary>
     private void Settle(ref RemovalTally tally)
     {
         if (tally.Unhashed != 0)
@@ -263,13 +265,10 @@ public sealed partial class ConntrackTable
             Interlocked.Add(ref _hashedCount, -tally.Unhashed);
         }
 
-        if (tally.Released != 0)
-        {
-            Interlocked.Add(ref _count, -tally.Released);
-        }
-
         if (tally.Head >= 0)
         {
+            // Off the count against the limit as they go on the dying list (nf_conntrack_free's atomic_dec).
+            Interlocked.Add(ref _count, -tally.Dying);
             _dyingLock.Enter();
             if (_dyingTail >= 0)
             {
@@ -284,8 +283,6 @@ public sealed partial class ConntrackTable
             _dyingCount += tally.Dying;
             _dyingLock.Exit();
         }
-
-        tally = new RemovalTally();
     }
 
     /// <summary>
@@ -335,7 +332,6 @@ public sealed partial class ConntrackTable
             return true;
         }
 
-        tally.Released++;
         AddDying(ref tally, idx);
         return true;
     }
@@ -358,7 +354,8 @@ public sealed partial class ConntrackTable
     }
 
     /// <summary>
-    /// Puts a removed entry on the dying list. It is reused once no thread holds it (see <see cref="Reclaim"/>);
+    /// Takes a removed entry off the count against the limit and puts it on the dying list. It is reused once no
+    /// thread holds it (see <see cref="Reclaim"/>);
     /// readers that merely walk a chain through it need no protection, the nulls markers send them back.
     /// </summary>
     private void Retire(int idx)
@@ -691,8 +688,7 @@ public sealed partial class ConntrackTable
 
                 if (node >= 0)
                 {
-                    // The line that holds the node's tuple and link: line 0 for an original node, line 1 for a reply.
-                    Entries.Prefetch(node >> 1, (node & 1) << 6);
+                    Entries.PrefetchNode(node);
                     more = true;
                 }
             }

@@ -45,7 +45,6 @@ internal readonly unsafe struct EntryArray
         }
     }
 
-    /// <summary>Starts loading one line of an entry (a hint; no fault for any index within the table).</summary>
     /// <summary>
     /// The tuple of a chain node (entry <c>node &gt;&gt; 1</c>, its original half for an even node, its reply half for
     /// an odd one). The halves have the same layout 64 bytes apart, so this is address arithmetic: a field reference
@@ -81,6 +80,7 @@ internal readonly unsafe struct EntryArray
         return (byte*)(_first + index) + (node & 1) * HalfSize;
     }
 
+    /// <summary>Starts loading one line of an entry (a hint; no fault for any index within the table).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Prefetch(int index, int byteOffset = 0)
     {
@@ -89,6 +89,10 @@ internal readonly unsafe struct EntryArray
             System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(_first + index) + byteOffset);
         }
     }
+
+    /// <summary>Starts loading the line of a chain node: its entry's half with the node's tuple and link.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void PrefetchNode(int node) => Prefetch(node >> 1, (node & 1) * HalfSize);
 
     private static void ThrowIndex(int index) =>
         throw new IndexOutOfRangeException($"Connection slot {index} is outside the table.");

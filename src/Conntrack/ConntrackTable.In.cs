@@ -160,22 +160,26 @@ public sealed partial class ConntrackTable
     /// computed ahead (<paramref name="hasTuple"/>) and the node its chain walk found (<paramref name="hint"/>,
     /// -1 for none); a TCP reopen (Repeat) recomputes them.
     /// </summary>
+    [SkipLocalsInit] // the tuple this path builds for itself is written before it is read
     private Verdict TrackTuple(ref PacketContext p, ref PacketState state, ushort zone, bool hasTuple, in ConntrackTuple precomputed,
         uint precomputedHash, int hint)
     {
         ThreadContext ctx = p.Ctx;
-        ConntrackTuple tuple = precomputed;
+        // The burst path's tuple is used where it lies (no 40-byte copy); this path builds its own.
+        scoped ref readonly ConntrackTuple tuple = ref precomputed;
+        Unsafe.SkipInit(out ConntrackTuple built);
         uint hash = precomputedHash;
     repeat:
         if (!hasTuple)
         {
-            if (!L4Dispatch.TryBuildTuple(this, p.Packet, 0, p.L3.IsIpv6, p.L3.Protocol, p.L3.L4Offset, out tuple))
+            if (!L4Dispatch.TryBuildTuple(this, p.Packet, 0, p.L3.IsIpv6, p.L3.Protocol, p.L3.L4Offset, out built))
             {
                 ctx.Stats.Invalid++;
                 state.Reason = PacketReason.Layer4Truncated;
                 return Verdict.Accept;
             }
 
+            tuple = ref built;
             hash = Hasher.Hash(in tuple, zone);
         }
 
@@ -193,11 +197,12 @@ public sealed partial class ConntrackTable
         }
 
         int idx = found >> 1;
+        int direction = found & 1;
         ref Connection c = ref Entries[idx];
         p.Index = idx;
-        p.Direction = found & 1;
+        p.Direction = direction;
         ConntrackInfo info;
-        if (p.Direction == 1)
+        if (direction == 1)
         {
             info = ConntrackInfo.EstablishedReply;
         }

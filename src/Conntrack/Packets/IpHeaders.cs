@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace Conntrack.Packets;
 
@@ -63,10 +64,14 @@ internal static class IpHeaders
             return PacketReason.IpHeaderTruncated;
         }
 
-        int ihl = (p[0] & 0x0F) * 4;
-        if (ihl < 20 || (p[0] >> 4) != 4)
+        // The fixed header is known to be there: read it without a bounds check per field (every packet comes
+        // through here).
+        ref byte h = ref MemoryMarshal.GetReference(p);
+        int first = h;
+        int ihl = (first & 0x0F) * 4;
+        if (ihl < 20 || (first >> 4) != 4)
         {
-            return (p[0] >> 4) != 4 ? PacketReason.IpBadVersion : PacketReason.IpBadHeaderLength;
+            return (first >> 4) != 4 ? PacketReason.IpBadVersion : PacketReason.IpBadHeaderLength;
         }
 
         if (p.Length < ihl)
@@ -79,7 +84,7 @@ internal static class IpHeaders
             return PacketReason.IpBadChecksum;
         }
 
-        int total = BinaryPrimitives.ReadUInt16BigEndian(p[2..]);
+        int total = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref h, 2)));
         if (p.Length < total)
         {
             return PacketReason.IpLengthExceedsPacket;
@@ -90,19 +95,14 @@ internal static class IpHeaders
             return PacketReason.IpBadHeaderLength;
         }
 
+        int frag = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref h, 6)));
         info.Length = total;
         info.IsIpv6 = false;
-        info.Protocol = p[9];
-        info.L4Offset = ihl;
-        ushort frag = BinaryPrimitives.ReadUInt16BigEndian(p[6..]);
+        info.Protocol = Unsafe.Add(ref h, 9);
         info.IsFragment = (frag & 0x3FFF) != 0;
-        if ((frag & 0x1FFF) != 0)
-        {
-            // Conntrack "defragments packets, we might still see fragments inside ICMP packets though":
-            // a non-first fragment has no layer-4 header to look at.
-            info.L4Offset = -1;
-        }
-
+        // Conntrack "defragments packets, we might still see fragments inside ICMP packets though": a non-first
+        // fragment has no layer-4 header to look at.
+        info.L4Offset = (frag & 0x1FFF) != 0 ? -1 : ihl;
         return PacketReason.None;
     }
 

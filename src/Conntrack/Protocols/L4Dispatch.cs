@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
+using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Conntrack.Table;
 using Conntrack.Tuples;
 
@@ -20,6 +22,10 @@ internal static class L4Dispatch
         int dataoff, out ConntrackTuple tuple)
     {
         tuple = default;
+        // Each length is checked once; the fields inside it are read without a bounds check each (every packet
+        // comes through here).
+        ref byte h = ref MemoryMarshal.GetReference(packet);
+        byte version;
         if (ipv6)
         {
             if ((uint)(nhoff + 40) > (uint)packet.Length)
@@ -27,9 +33,11 @@ internal static class L4Dispatch
                 return false;
             }
 
-            tuple.Source = InetAddress.FromIpv6(packet[(nhoff + 8)..]);
-            tuple.Destination = InetAddress.FromIpv6(packet[(nhoff + 24)..]);
-            tuple.IpVersionField = 6;
+            ref byte a = ref Unsafe.Add(ref h, nhoff + 8);
+            tuple.Source = new InetAddress(Unsafe.ReadUnaligned<ulong>(ref a), Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref a, 8)));
+            tuple.Destination = new InetAddress(Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref a, 16)),
+                Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref a, 24)));
+            version = 6;
         }
         else
         {
@@ -38,11 +46,12 @@ internal static class L4Dispatch
                 return false;
             }
 
-            tuple.Source = InetAddress.FromIpv4(packet[(nhoff + 12)..]);
-            tuple.Destination = InetAddress.FromIpv4(packet[(nhoff + 16)..]);
-            tuple.IpVersionField = 4;
+            tuple.Source = new InetAddress(Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref h, nhoff + 12)), 0);
+            tuple.Destination = new InetAddress(Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref h, nhoff + 16)), 0);
+            version = 4;
         }
 
+        tuple.IpVersionField = version;
         tuple.ProtocolField = protocol;
         ReadOnlySpan<byte> l4 = (uint)dataoff <= (uint)packet.Length ? packet[dataoff..] : default;
         switch (protocol)
@@ -58,10 +67,11 @@ internal static class L4Dispatch
                 }
 
                 // Ports, IP version, protocol and the reserved bytes make the tuple's last 64-bit word: one store.
-                Unsafe.As<ushort, ulong>(ref tuple.SourceId) = BinaryPrimitives.ReadUInt16BigEndian(l4)
-                    | (ulong)BinaryPrimitives.ReadUInt16BigEndian(l4[2..]) << 16
-                    | (ulong)tuple.IpVersionField << 32
-                    | (ulong)protocol << 40;
+                // Both ports in one load: byte-swapping the word and turning it by 16 bits puts each port in host
+                // order in its own half, source in the low one.
+                uint ports = BitOperations.RotateRight(
+                    BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<uint>(ref MemoryMarshal.GetReference(l4))), 16);
+                Unsafe.As<ushort, ulong>(ref tuple.SourceId) = ports | (ulong)version << 32 | (ulong)protocol << 40;
                 return true;
             case IpProtocol.Icmp:
             case IpProtocol.Icmpv6:

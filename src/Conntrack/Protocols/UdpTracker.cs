@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Conntrack.Packets;
 using Conntrack.Table;
 
@@ -12,6 +13,7 @@ internal static class UdpTracker
     private const long StreamAfterNs = 2 * Settings.NsPerSecond;
 
     /// <summary>udp_error(): length and (optionally) checksum checks. True when the packet is bad.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool UdpError(ConntrackTable table, ref PacketContext p)
     {
         ReadOnlySpan<byte> l4 = p.L4;
@@ -21,18 +23,26 @@ internal static class UdpTracker
             return true;
         }
 
-        int ulen = BinaryPrimitives.ReadUInt16BigEndian(l4[4..]);
+        // The 8-byte header is there: its length and checksum words without a bounds check each.
+        ref byte h = ref MemoryMarshal.GetReference(l4);
+        int ulen = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref h, 4)));
         if (ulen > l4.Length || ulen < 8)
         {
             p.Reason = PacketReason.Layer4Malformed;
             return true;
         }
 
-        if (BinaryPrimitives.ReadUInt16BigEndian(l4[6..]) == 0)
+        if (Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref h, 6)) == 0)
         {
             return false; // no checksum
         }
 
+        return UdpChecksumError(table, ref p, l4);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool UdpChecksumError(ConntrackTable table, ref PacketContext p, ReadOnlySpan<byte> l4)
+    {
         if (table.Settings.Checksum && !InternetChecksum.Layer4Valid(p.Packet, p.L3.IsIpv6, IpProtocol.Udp, l4, l4.Length))
         {
             p.Reason = PacketReason.Layer4Checksum;
@@ -67,24 +77,21 @@ internal static class UdpTracker
                 stream = (status & (uint)ConnectionStatus.Assured) == 0;
             }
 
-            table.Refresh(ref p, ref c, extra);
+            table.Refresh(ref p, ref c, status, extra);
             // Never ASSURED for a clash loser: it must time out soon.
             if ((status & (uint)ConnectionStatus.NatClash) != 0)
             {
                 return TrackResult.Accept;
             }
 
-            if (stream)
-            {
-                if (c.TrySet(ConnectionStatus.Assured))
+            if (stream && c.TrySet(ConnectionStatus.Assured))
             {
                 table.CacheEvent(p.Index, Events.ConntrackEventType.Assured);
-            }
             }
         }
         else
         {
-            table.Refresh(ref p, ref c, table.Settings.UdpTimeout);
+            table.Refresh(ref p, ref c, status, table.Settings.UdpTimeout);
         }
 
         return TrackResult.Accept;

@@ -13,7 +13,9 @@ public class BurstSemanticsTests
 
     private static (byte[] Buffer, PacketSegment[] Segments) Burst(params byte[][] packets) => PacketBuilder.Burst(packets);
 
-    private static ConntrackTable NewTable() => new(new ConntrackOptions { MaxEntries = 1024, Buckets = 1024, HashSeed = 7 });
+    // The chain walk ahead runs on every burst (a table this small would skip it), so that it is the path tested here.
+    private static ConntrackTable NewTable() =>
+        new(new ConntrackOptions { MaxEntries = 1024, Buckets = 1024, HashSeed = 7 }) { BurstWalkMinEntries = 0 };
 
     [Fact]
     public void TrackBatch_lets_a_reply_in_the_same_burst_find_the_connection_its_query_created()

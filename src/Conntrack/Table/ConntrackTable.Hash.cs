@@ -37,14 +37,14 @@ public sealed partial class ConntrackTable
         while (node >= 0)
         {
             ref Connection c = ref Entries[node >> 1];
-            if (ConntrackTuple.Equals(in TupleOf(node), in tuple) && c.Zone == zone)
+            if (ConntrackTuple.Equals(in EntryArray.TupleOf(ref c, node), in tuple) && c.Zone == zone)
             {
                 // Only confirmed, live entries match (nf_ct_key_equal checks IPS_CONFIRMED; an entry being
                 // removed is already marked dying). Protect, then check everything again.
                 Protect(ctx, node >> 1);
                 uint status = Volatile.Read(ref c.Status);
                 if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed
-                    && ConntrackTuple.Equals(in TupleOf(node), in tuple) && c.Zone == zone)
+                    && ConntrackTuple.Equals(in EntryArray.TupleOf(ref c, node), in tuple) && c.Zone == zone)
                 {
                     if (!IsExpired(Volatile.Read(ref c.Timeout), now))
                     {
@@ -55,7 +55,7 @@ public sealed partial class ConntrackTable
                 }
             }
 
-            node = Volatile.Read(ref LinkOf(node));
+            node = Volatile.Read(ref EntryArray.LinkOf(ref c, node));
         }
 
         if (node != NullsMarker(bucket))
@@ -80,7 +80,7 @@ public sealed partial class ConntrackTable
         Protect(ctx, node >> 1);
         uint status = Volatile.Read(ref c.Status);
         if ((status & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed
-            && ConntrackTuple.Equals(in TupleOf(node), in tuple) && c.Zone == zone
+            && ConntrackTuple.Equals(in EntryArray.TupleOf(ref c, node), in tuple) && c.Zone == zone
             && !IsExpired(Volatile.Read(ref c.Timeout), now))
         {
             return node;
@@ -149,7 +149,7 @@ public sealed partial class ConntrackTable
             ref Connection c = ref Entries[node >> 1];
             // Confirmed and not dying: an entry whose remover is waiting for this lock is as good as gone, so a
             // new one may take its place (and a lost race must not merge into it).
-            if (ConntrackTuple.Equals(in TupleOf(node), in tuple) && c.Zone == zone
+            if (ConntrackTuple.Equals(in EntryArray.TupleOf(ref c, node), in tuple) && c.Zone == zone
                 && (Volatile.Read(ref c.Status) & ((uint)ConnectionStatus.Confirmed | (uint)ConnectionStatus.Dying)) == (uint)ConnectionStatus.Confirmed)
             {
                 return node;
@@ -160,7 +160,7 @@ public sealed partial class ConntrackTable
                 return -2;
             }
 
-            node = LinkOf(node);
+            node = EntryArray.LinkOf(ref c, node);
         }
 
         return -1;

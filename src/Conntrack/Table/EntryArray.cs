@@ -55,10 +55,29 @@ internal readonly unsafe struct EntryArray
     public ref ConntrackTuple TupleOf(int node) => ref *(ConntrackTuple*)HalfOf(node);
 
     /// <summary>
-    /// The chain link of a node (<c>NextOriginal</c> or <c>NextReply</c>), addressed as <see cref="TupleOf"/>.
+    /// The chain link of a node (<c>NextOriginal</c> or <c>NextReply</c>), addressed as <see cref="TupleOf(int)"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ref int LinkOf(int node) => ref *(int*)(HalfOf(node) + LinkOffset);
+
+    /// <summary>
+    /// <see cref="TupleOf(int)"/> for a caller that holds the node's entry already (<paramref name="c"/> is
+    /// <c>this[node &gt;&gt; 1]</c>): the same address from that reference, without checking the index again.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ref ConntrackTuple TupleOf(ref Connection c, int node) =>
+        ref Unsafe.As<byte, ConntrackTuple>(ref HalfOf(ref c, node));
+
+    /// <summary><see cref="LinkOf(int)"/> from the node's entry, as <see cref="TupleOf(ref Connection, int)"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ref int LinkOf(ref Connection c, int node) =>
+        ref Unsafe.As<byte, int>(ref Unsafe.Add(ref HalfOf(ref c, node), LinkOffset));
+
+    // Byref arithmetic, not a field of c: a field reference would make the JIT check c for null with a load of the
+    // entry's first line (see TupleOf(int)).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ref byte HalfOf(ref Connection c, int node) =>
+        ref Unsafe.Add(ref Unsafe.As<Connection, byte>(ref c), (node & 1) * HalfSize);
 
     /// <summary>Offset of <see cref="Connection.Reply"/> from <see cref="Connection.Original"/>.</summary>
     internal const int HalfSize = 64;

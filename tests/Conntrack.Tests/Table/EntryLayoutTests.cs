@@ -7,8 +7,9 @@ using Xunit;
 namespace Conntrack.Tests.Table;
 
 /// <summary>
-/// The chain walks address a node's tuple and link by arithmetic (<see cref="EntryArray.TupleOf"/>,
-/// <see cref="EntryArray.LinkOf"/>): the two halves of <see cref="Connection"/> must keep the same layout.
+/// The chain walks address a node's tuple and link by arithmetic (<see cref="EntryArray.TupleOf(int)"/>,
+/// <see cref="EntryArray.LinkOf(int)"/>, and from an entry already in hand <see cref="EntryArray.TupleOf(ref Connection, int)"/>,
+/// <see cref="EntryArray.LinkOf(ref Connection, int)"/>): the two halves of <see cref="Connection"/> must keep the same layout.
 /// </summary>
 public class EntryLayoutTests
 {
@@ -41,5 +42,21 @@ public class EntryLayoutTests
         c.NextReply.Should().Be(13);
         var act = () => entries.LinkOf(8);
         act.Should().Throw<IndexOutOfRangeException>();
+    }
+
+    [Fact]
+    public void Node_accessors_from_the_entry_reach_the_same_fields_as_from_the_index()
+    {
+        var entries = new EntryArray(4);
+        for (int node = 0; node < 8; node++)
+        {
+            ref Connection c = ref entries[node >> 1];
+            Unsafe.AreSame(ref EntryArray.TupleOf(ref c, node), ref entries.TupleOf(node)).Should().BeTrue($"tuple of node {node}");
+            Unsafe.AreSame(ref EntryArray.LinkOf(ref c, node), ref entries.LinkOf(node)).Should().BeTrue($"link of node {node}");
+        }
+
+        ref Connection e = ref entries[1];
+        Unsafe.AreSame(ref EntryArray.TupleOf(ref e, 3), ref e.Reply).Should().BeTrue();
+        Unsafe.AreSame(ref EntryArray.LinkOf(ref e, 2), ref e.NextOriginal).Should().BeTrue();
     }
 }

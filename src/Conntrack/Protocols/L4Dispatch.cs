@@ -23,12 +23,12 @@ internal static class L4Dispatch
     {
         tuple = default;
         // Each length is checked once; the fields inside it are read without a bounds check each (every packet
-        // comes through here).
+        // comes through here). The header test is in 64 bits so that it also refuses a negative offset.
         ref byte h = ref MemoryMarshal.GetReference(packet);
         byte version;
         if (ipv6)
         {
-            if ((uint)(nhoff + 40) > (uint)packet.Length)
+            if ((ulong)(uint)nhoff + 40 > (uint)packet.Length)
             {
                 return false;
             }
@@ -41,7 +41,7 @@ internal static class L4Dispatch
         }
         else
         {
-            if ((uint)(nhoff + 20) > (uint)packet.Length)
+            if ((ulong)(uint)nhoff + 20 > (uint)packet.Length)
             {
                 return false;
             }

@@ -162,7 +162,15 @@ public sealed partial class ConntrackTable
                 }
                 else
                 {
-                    phases[..n].Fill(WalkDone);
+                    // Still take each bucket's head node now, in a loop of independent loads, and let resolution start
+                    // from it (checked there as any hint is): Find would otherwise begin with a chain of dependent
+                    // loads (bucket, node, entry, tuple) that nothing overlaps.
+                    for (int j = 0; j < n; j++)
+                    {
+                        int head = hashes[j] != 0 ? Volatile.Read(ref Buckets[BucketOf(hashes[j])]) : -1;
+                        cursors[j] = (uint)head;
+                        phases[j] = head >= 0 ? WalkHead : WalkDone;
+                    }
                 }
 
                 // 3. Resolve in order (and with TrackBatch confirm, so later packets find what this one created).
@@ -200,7 +208,7 @@ public sealed partial class ConntrackTable
                         p.Info = default;
                         p.Reason = PacketReason.None;
                         v = TrackTuple(ref p, ref state, zone, hasTuple: true, in tuples[j], hashes[j],
-                            phases[j] == WalkFound ? (int)cursors[j] : -1);
+                            phases[j] >= WalkFound ? (int)cursors[j] : -1);
                     }
 
                     if (confirm && v == Verdict.Accept)
@@ -236,7 +244,8 @@ public sealed partial class ConntrackTable
     private const int BurstWalkRounds = 8;
 
     // What a packet's chain walk is doing (WalkChains).
-    private const uint WalkLookup = 0, WalkReplyHead = 1, WalkReply = 2, WalkDone = 3, WalkFound = 4;
+    // WalkHead (no walk on a small table): the bucket's head node, not compared yet; resolution checks it as a hint.
+    private const uint WalkLookup = 0, WalkReplyHead = 1, WalkReply = 2, WalkDone = 3, WalkFound = 4, WalkHead = 5;
 
     /// <summary>
     /// Brings into cache what resolving each packet of a chunk will read. Every packet's chain is walked one

@@ -7,15 +7,21 @@ namespace Conntrack.Tests.Api;
 /// equals In for every packet and only then Confirm, so a new flow's later packets in the same burst race with
 /// its first as on two CPUs.
 /// </summary>
-public class BurstSemanticsTests
+/// <remarks>
+/// Run twice (the two subclasses below): with the chain walk ahead on every burst, and with the small-table path
+/// (bucket heads taken as unchecked hints), which a table this small takes by itself.
+/// </remarks>
+public abstract class BurstSemanticsTests
 {
     private const long Now = 1_000_000_000_000L;
 
     private static (byte[] Buffer, PacketSegment[] Segments) Burst(params byte[][] packets) => PacketBuilder.Burst(packets);
 
-    // The chain walk ahead runs on every burst (a table this small would skip it), so that it is the path tested here.
-    private static ConntrackTable NewTable() =>
-        new(new ConntrackOptions { MaxEntries = 1024, Buckets = 1024, HashSeed = 7 }) { BurstWalkMinEntries = 0 };
+    /// <summary>The tables' <c>BurstWalkMinEntries</c>: 0 walks on every burst.</summary>
+    protected abstract int WalkMinEntries { get; }
+
+    private ConntrackTable NewTable() =>
+        new(new ConntrackOptions { MaxEntries = 1024, Buckets = 1024, HashSeed = 7 }) { BurstWalkMinEntries = WalkMinEntries };
 
     [Fact]
     public void TrackBatch_lets_a_reply_in_the_same_burst_find_the_connection_its_query_created()
@@ -143,7 +149,7 @@ public class BurstSemanticsTests
     /// Sends <paramref name="before"/> packet by packet into two tables, then <paramref name="burst"/> packet by
     /// packet into one and as one <c>TrackBatch</c> into the other; verdicts, states and the tables must agree.
     /// </summary>
-    private static ConntrackInfo[] AssertTrackBatchMatchesPerPacket(byte[][] before, byte[][] burst, long burstTime)
+    private ConntrackInfo[] AssertTrackBatchMatchesPerPacket(byte[][] before, byte[][] burst, long burstTime)
     {
         using var perPacket = NewTable();
         using var batched = NewTable();
@@ -187,4 +193,16 @@ public class BurstSemanticsTests
         TableInvariants.AssertHold(batched);
         return [.. actual.Select(a => a.Info)];
     }
+}
+
+/// <summary><see cref="BurstSemanticsTests"/> with the chain walk ahead on every burst.</summary>
+public sealed class BurstSemanticsWithWalkTests : BurstSemanticsTests
+{
+    protected override int WalkMinEntries => 0;
+}
+
+/// <summary><see cref="BurstSemanticsTests"/> on the small-table path: no walk, bucket heads as hints.</summary>
+public sealed class BurstSemanticsWithoutWalkTests : BurstSemanticsTests
+{
+    protected override int WalkMinEntries => int.MaxValue;
 }

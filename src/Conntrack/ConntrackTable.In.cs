@@ -157,8 +157,9 @@ public sealed partial class ConntrackTable
 
     /// <summary>
     /// resolve_normal_ct() and the protocol's packet function. The batch path passes the tuple and hash it
-    /// computed ahead (<paramref name="hasTuple"/>) and the node its chain walk found (<paramref name="hint"/>,
-    /// -1 for none); a TCP reopen (Repeat) recomputes them.
+    /// computed ahead (<paramref name="hasTuple"/>) and a node to try first (<paramref name="hint"/>: what its
+    /// chain walk found or, on a small table, the head of the tuple's bucket; -1 for none), which
+    /// <see cref="FindFrom"/> checks; a TCP reopen (Repeat) recomputes them.
     /// </summary>
     [SkipLocalsInit] // the tuple this path builds for itself is written before it is read
     private Verdict TrackTuple(ref PacketContext p, ref PacketState state, ushort zone, bool hasTuple, in ConntrackTuple precomputed,

@@ -68,8 +68,9 @@ public sealed partial class ConntrackTable
     }
 
     /// <summary>
-    /// <see cref="Find"/> given a node that an unlocked walk found for this tuple a moment ago: the node is
-    /// protected and checked exactly as Find checks a match, and taken if it passes. A live confirmed tuple is in
+    /// <see cref="Find"/> given a node that an unlocked read suggests for this tuple a moment ago (the burst walk's
+    /// find, or the head of the tuple's bucket): the node is protected and checked exactly as Find checks a match,
+    /// and taken if it passes. A live confirmed tuple is in
     /// the table once, so a node that passes is the one Find would return; otherwise (removed, reused, expired)
     /// this is Find.
     /// </summary>

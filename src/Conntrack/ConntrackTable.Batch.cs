@@ -155,23 +155,9 @@ public sealed partial class ConntrackTable
 
                 // 2. The bucket heads are (nearly) in cache: walk every packet's chain a node per round, all
                 // chains together, so that each round's misses overlap (see WalkChains). A table small enough to
-                // stay in a core's caches has no misses to overlap: there the walk would only add its own work.
-                if (Volatile.Read(ref _hashedCount) >= BurstWalkMinEntries)
-                {
-                    WalkChains(tuples, hashes, cursors, phases, walking, n, zone);
-                }
-                else
-                {
-                    // Still take each bucket's head node now, in a loop of independent loads, and let resolution start
-                    // from it (checked there as any hint is): Find would otherwise begin with a chain of dependent
-                    // loads (bucket, node, entry, tuple) that nothing overlaps.
-                    for (int j = 0; j < n; j++)
-                    {
-                        int head = hashes[j] != 0 ? Volatile.Read(ref Buckets[BucketOf(hashes[j])]) : -1;
-                        cursors[j] = (uint)head;
-                        phases[j] = head >= 0 ? WalkHead : WalkDone;
-                    }
-                }
+                // stay in a core's caches has no misses to overlap: there only the heads are taken.
+                WalkChains(tuples, hashes, cursors, phases, walking, n, zone,
+                    walk: Volatile.Read(ref _hashedCount) >= BurstWalkMinEntries);
 
                 // 3. Resolve in order (and with TrackBatch confirm, so later packets find what this one created).
                 for (int j = 0; j < n; j++)
@@ -236,7 +222,7 @@ public sealed partial class ConntrackTable
     /// From how many connections on the burst path walks the chains ahead (<see cref="WalkChains"/>). Below it the
     /// entries (about 190 bytes each) fit in one core's level-2 cache, the lookups hit it, and the walk costs more
     /// than it saves: about 3.5 ns per packet on one flow, nothing measurable either way in short runs at 1 000 and
-    /// 4 000 flows. Below it the bucket heads are still read ahead, in one loop, as hints (see <see cref="Burst"/>).
+    /// 4 000 flows. Below it the bucket heads are still read ahead, in one loop, as hints (see <see cref="WalkChains"/>).
     /// Settable for tests, which run the burst path both ways.
     /// </summary>
     internal int BurstWalkMinEntries { get; set; } = 2048;
@@ -255,9 +241,12 @@ public sealed partial class ConntrackTable
     /// entry and its protocol state fetched. One whose chain ends without it is probably new: its reply tuple's
     /// chain is walked too, which confirmation reads under the lock to check for a clash. The walk reads
     /// without locks and only prefetches; whatever it gets wrong, resolution reads again.
+    /// Without <paramref name="walk"/> (a small table) only each bucket's head node is taken, in one loop of
+    /// independent loads, as a hint that resolution checks: <see cref="Find"/> would otherwise begin with a chain of
+    /// dependent loads (bucket, node, entry, tuple) that nothing overlaps.
     /// </summary>
     private void WalkChains(Span<ConntrackTuple> tuples, Span<uint> hashes, Span<uint> cursors, Span<uint> phases, Span<uint> walking,
-        int n, ushort zone)
+        int n, ushort zone, bool walk)
     {
         int count = 0;
         for (int j = 0; j < n; j++)
@@ -267,6 +256,16 @@ public sealed partial class ConntrackTable
             {
                 int head = Volatile.Read(ref Buckets[BucketOf(hashes[j])]);
                 cursors[j] = (uint)head;
+                if (!walk)
+                {
+                    if (head >= 0)
+                    {
+                        phases[j] = WalkHead;
+                    }
+
+                    continue;
+                }
+
                 phases[j] = WalkLookup;
                 if (head >= 0)
                 {

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using Conntrack.Benchmarks.Infrastructure;
-using Conntrack.Pcap;
 
 namespace Conntrack.Benchmarks.Commands;
 
@@ -28,9 +27,6 @@ namespace Conntrack.Benchmarks.Commands;
 /// </remarks>
 internal static class ThroughputCommand
 {
-    /// <summary>OVS's frame: Ethernet (52:54:00:00:00:09 → 52:54:00:00:00:0a, IPv4), IPv4 10.1.1.1 → 10.1.1.2 UDP, UDP 1 → 2, length 8, checksum 0.</summary>
-    private const string OvsPayloadHex = "50540000000a50540000000908004500001c000000000011a4cd0a0101010a0101020001000200080000";
-
     private const int FramesPerThread = 32; // NETDEV_MAX_BURST
 
     public static int Run(string[] args)
@@ -197,7 +193,6 @@ internal static class ThroughputCommand
     {
         private readonly ConntrackTable _table;
         private readonly byte[] _frames;
-        private readonly int _frameLength;
         private readonly PacketSegment[] _segments;
         private readonly PacketState[] _states;
         private readonly Verdict[] _verdicts;
@@ -207,34 +202,9 @@ internal static class ThroughputCommand
         {
             _table = table;
             _batch = batch;
-            byte[] frame = Convert.FromHexString(OvsPayloadHex);
-            _frameLength = frame.Length;
-            _frames = GC.AllocateArray<byte>(FramesPerThread * frame.Length, pinned: true);
-            for (int i = 0; i < FramesPerThread; i++)
-            {
-                Span<byte> f = _frames.AsSpan(i * frame.Length, frame.Length);
-                frame.CopyTo(f);
-                // udp->udp_src = htons(ntohs(udp->udp_src) + tid); with change_connection, udp_dst += i.
-                const int Udp = PacketWriter.EthernetHeaderLength + PacketWriter.Ipv4HeaderLength;
-                System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(f[Udp..], (ushort)(1 + tid));
-                if (changeConn)
-                {
-                    System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(f[(Udp + 2)..], (ushort)(2 + i));
-                }
-            }
-
-            _segments = new PacketSegment[FramesPerThread];
-            for (int i = 0; i < FramesPerThread; i++)
-            {
-                int at = i * _frameLength;
-                if (LinkLayer.Decode(LinkType.Ethernet, _frames.AsSpan(at, _frameLength), out int ipOffset) == FrameKind.NonIp)
-                {
-                    ipOffset = _frameLength; // an empty packet: the engine drops it
-                }
-
-                _segments[i] = new PacketSegment(at + ipOffset, _frameLength - ipOffset);
-            }
-
+            var frames = new OvsFrames(FramesPerThread, tid, changeConn);
+            _frames = frames.Buffer;
+            _segments = frames.Segments;
             _states = new PacketState[FramesPerThread];
             _verdicts = new Verdict[FramesPerThread];
 

@@ -1,7 +1,5 @@
-using System.Buffers.Binary;
 using BenchmarkDotNet.Attributes;
 using Conntrack.Benchmarks.Infrastructure;
-using Conntrack.Pcap;
 
 namespace Conntrack.Benchmarks.Suites;
 
@@ -22,12 +20,8 @@ public class OvsWorkloadBenchmarks
     public const int Bursts = 1024;
     public const int PacketsPerInvoke = Bursts * 32;
 
-    private const string OvsPayloadHex = "50540000000a50540000000908004500001c000000000011a4cd0a0101010a0101020001000200080000";
-
     private ConntrackTable _table = null!;
-    private byte[] _frames = null!;
-    private int _frameLength;
-    private PacketSegment[] _segments = null!;
+    private OvsFrames _frames = null!;
     private PacketState[] _states = null!;
     private Verdict[] _verdicts = null!;
     private long _now;
@@ -35,22 +29,8 @@ public class OvsWorkloadBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        byte[] frame = Convert.FromHexString(OvsPayloadHex);
-        _frameLength = frame.Length;
-        _frames = GC.AllocateArray<byte>(32 * frame.Length, pinned: true);
-        for (int i = 0; i < 32; i++)
-        {
-            frame.CopyTo(_frames, i * frame.Length);
-            BinaryPrimitives.WriteUInt16BigEndian(_frames.AsSpan(i * frame.Length + 34), 1); // udp_src = 1 + tid, tid 0
-        }
-
+        _frames = new OvsFrames(32, tid: 0, changeConnection: false);
         _table = new ConntrackTable(new ConntrackOptions { HashSeed = 1 });
-        _segments = new PacketSegment[32];
-        for (int i = 0; i < 32; i++)
-        {
-            _segments[i] = Decode(i);
-        }
-
         _states = new PacketState[32];
         _verdicts = new Verdict[32];
         _now = EstablishedFlows.SetupStart;
@@ -98,9 +78,10 @@ public class OvsWorkloadBenchmarks
         int accepted = 0;
         for (int b = 0; b < Bursts; b++)
         {
+            PacketSegment[] segments = _frames.Segments;
             for (int i = 0; i < 32; i++)
             {
-                _segments[i] = Decode(i);
+                segments[i] = _frames.Decode(i);
             }
 
             accepted += Burst(32);
@@ -109,21 +90,9 @@ public class OvsWorkloadBenchmarks
         return accepted;
     }
 
-    /// <summary>Where frame <paramref name="i"/>'s IP packet lies in the frame buffer (OVS: <c>flow_extract</c>).</summary>
-    private PacketSegment Decode(int i)
-    {
-        int at = i * _frameLength;
-        if (LinkLayer.Decode(LinkType.Ethernet, _frames.AsSpan(at, _frameLength), out int ipOffset) == FrameKind.NonIp)
-        {
-            ipOffset = _frameLength; // an empty packet: the engine drops it
-        }
-
-        return new PacketSegment(at + ipOffset, _frameLength - ipOffset);
-    }
-
     private int Burst(int n)
     {
-        var burst = new ReadOnlySpan<PacketSegment>(_segments, 0, n);
-        return _table.TrackBatch(_frames, burst, _now, _states, _verdicts);
+        var burst = new ReadOnlySpan<PacketSegment>(_frames.Segments, 0, n);
+        return _table.TrackBatch(_frames.Buffer, burst, _now, _states, _verdicts);
     }
 }

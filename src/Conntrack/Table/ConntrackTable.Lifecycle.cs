@@ -162,7 +162,7 @@ public sealed partial class ConntrackTable
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Refresh(ref PacketContext p, ref Connection c, long extra) =>
-        Refresh(ref c, p.Index, p.Direction, p.Now, p.Packet.Length, extra);
+        Refresh(ref p, ref c, Volatile.Read(ref c.Status), extra);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Refresh(ref Connection c, int index, int direction, long now, int bytes, long extra) =>
@@ -363,8 +363,8 @@ public sealed partial class ConntrackTable
 
     /// <summary>
     /// Takes a removed entry off the count against the limit and puts it on the dying list. It is reused once no
-    /// thread holds it (see <see cref="Reclaim"/>);
-    /// readers that merely walk a chain through it need no protection, the nulls markers send them back.
+    /// thread holds it (see <see cref="Reclaim"/>); readers that merely walk a chain through it need no
+    /// protection, the nulls markers send them back.
     /// </summary>
     private void Retire(int idx)
     {

@@ -20,8 +20,8 @@ public abstract class BurstSemanticsTests
     /// <summary>The tables' <c>BurstWalkMinEntries</c>: 0 walks on every burst.</summary>
     protected abstract int WalkMinEntries { get; }
 
-    private ConntrackTable NewTable() =>
-        new(new ConntrackOptions { MaxEntries = 1024, Buckets = 1024, HashSeed = 7 }) { BurstWalkMinEntries = WalkMinEntries };
+    private ConntrackTable NewTable(int buckets = 1024) =>
+        new(new ConntrackOptions { MaxEntries = 1024, Buckets = buckets, HashSeed = 7 }) { BurstWalkMinEntries = WalkMinEntries };
 
     [Fact]
     public void TrackBatch_lets_a_reply_in_the_same_burst_find_the_connection_its_query_created()
@@ -145,14 +145,51 @@ public abstract class BurstSemanticsTests
         infos.Should().Equal(ConntrackInfo.New, ConntrackInfo.EstablishedReply);
     }
 
+    [Fact]
+    public void TrackBatch_on_chains_longer_than_the_walk_ahead_matches_the_per_packet_path()
+    {
+        // Four buckets for 48 flows: chains of about 24 nodes, so most walks are still going when resolution
+        // starts and go on between packets, while the new flows and the closing ones change the chains they walk.
+        const byte Syn = PacketBuilder.FlagSyn, Ack = PacketBuilder.FlagAck, Rst = PacketBuilder.FlagRst;
+        var before = new List<byte[]>();
+        var burst = new List<byte[]>();
+        for (int i = 0; i < 24; i++)
+        {
+            string client = $"10.0.2.{i + 1}";
+            before.Add(PacketBuilder.Udp(client, "192.0.2.53", (ushort)(42000 + i), 53));
+            before.Add(PacketBuilder.Tcp(client, "192.0.2.80", (ushort)(43000 + i), 80, Syn, 100, 0));
+            before.Add(PacketBuilder.Tcp("192.0.2.80", client, 80, (ushort)(43000 + i), Syn | Ack, 900, 101));
+            before.Add(PacketBuilder.Tcp(client, "192.0.2.80", (ushort)(43000 + i), 80, Ack, 101, 901));
+        }
+
+        for (int i = 0; i < 64; i++)
+        {
+            int f = (i * 11) % 24;
+            string client = $"10.0.2.{f + 1}";
+            burst.Add((i % 4) switch
+            {
+                0 => PacketBuilder.Udp("192.0.2.53", client, 53, (ushort)(42000 + f)),
+                1 => PacketBuilder.Tcp("192.0.2.80", client, 80, (ushort)(43000 + f), Ack, 901, 101),
+                2 => PacketBuilder.Udp($"10.0.3.{i + 1}", "192.0.2.53", (ushort)(44000 + i), 53), // a new flow
+                _ => i % 8 == 3
+                    ? PacketBuilder.Tcp(client, "192.0.2.80", (ushort)(43000 + f), 80, Rst | Ack, 101, 901) // closes it
+                    : PacketBuilder.Udp(client, "192.0.2.53", (ushort)(42000 + f), 53),
+            });
+        }
+
+        var infos = AssertTrackBatchMatchesPerPacket([.. before], [.. burst], Now + 1, buckets: 4);
+
+        infos.Should().Contain(ConntrackInfo.EstablishedReply).And.Contain(ConntrackInfo.New);
+    }
+
     /// <summary>
     /// Sends <paramref name="before"/> packet by packet into two tables, then <paramref name="burst"/> packet by
     /// packet into one and as one <c>TrackBatch</c> into the other; verdicts, states and the tables must agree.
     /// </summary>
-    private ConntrackInfo[] AssertTrackBatchMatchesPerPacket(byte[][] before, byte[][] burst, long burstTime)
+    private ConntrackInfo[] AssertTrackBatchMatchesPerPacket(byte[][] before, byte[][] burst, long burstTime, int buckets = 1024)
     {
-        using var perPacket = NewTable();
-        using var batched = NewTable();
+        using var perPacket = NewTable(buckets);
+        using var batched = NewTable(buckets);
         var state = default(PacketState);
         var existing = new[] { new HashSet<ConnectionHandle>(), new HashSet<ConnectionHandle>() };
         foreach (var (t, k) in new[] { (perPacket, 0), (batched, 1) })

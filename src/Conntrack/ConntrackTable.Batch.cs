@@ -156,19 +156,12 @@ public sealed partial class ConntrackTable
                 // 2. The bucket heads are (nearly) in cache: walk every packet's chain a node per round, all
                 // chains together, so that each round's misses overlap (see WalkChains). A table small enough to
                 // stay in a core's caches has no misses to overlap: there only the heads are taken.
-                int walkers = WalkChains(tuples, hashes, cursors, phases, walking, n, zone,
+                WalkChains(tuples, hashes, cursors, phases, walking, n, zone,
                     walk: Volatile.Read(ref _hashedCount) >= BurstWalkMinEntries);
 
                 // 3. Resolve in order (and with TrackBatch confirm, so later packets find what this one created).
-                // The walks still going (chains longer than the lead rounds) take a step every few packets, so
-                // that their misses overlap this work instead of each round waiting for the last.
                 for (int j = 0; j < n; j++)
                 {
-                    if (walkers > 0 && (j & (BurstStepEvery - 1)) == 0)
-                    {
-                        walkers = WalkRound(tuples, cursors, phases, walking, walkers, zone);
-                    }
-
                     int i = start + j;
                     var seg = packets[i];
                     ReadOnlySpan<byte> pkt = buffer.Slice(seg.Offset, seg.Length);
@@ -204,8 +197,6 @@ public sealed partial class ConntrackTable
                             phases[j] >= WalkFound ? (int)cursors[j] : -1);
                     }
 
-                    phases[j] = WalkDone; // resolved: a later round no longer walks for it
-
                     if (confirm && v == Verdict.Accept)
                     {
                         v = Confirm(pkt, timestamp, ref state);
@@ -236,19 +227,8 @@ public sealed partial class ConntrackTable
     /// </summary>
     internal int BurstWalkMinEntries { get; set; } = 2048;
 
-    /// <summary>
-    /// Rounds of the chain walk before the first packet is resolved. Each round waits for the misses of the one
-    /// before (a memory latency, about 250 ns on the reference machine); most lookups end within two (the head
-    /// or the next node), and the walks still going continue during resolution (<see cref="BurstStepEvery"/>).
-    /// </summary>
-    private const int BurstLeadRounds = 2;
-
-    /// <summary>
-    /// During resolution, one round of the remaining walks per this many packets resolved (a power of two). Measured
-    /// on new UDP connections (about 370 ns against 390 for the walk finished before resolution) and on established
-    /// TCP at a million flows, where 2 and 4 were within the noise and neither slower than the old way.
-    /// </summary>
-    private const int BurstStepEvery = 2;
+    /// <summary>How far a chain walk of the burst path goes: enough for a lookup and a confirmation's second chain.</summary>
+    private const int BurstWalkRounds = 8;
 
     // What a packet's chain walk is doing (WalkChains).
     // WalkHead (no walk on a small table): the bucket's head node, not compared yet; resolution checks it as a hint.
@@ -260,14 +240,12 @@ public sealed partial class ConntrackTable
     /// one another as they would in <see cref="Find"/>. A packet whose tuple is found gets the rest of its
     /// entry and its protocol state fetched. One whose chain ends without it is probably new: its reply tuple's
     /// chain is walked too, which confirmation reads under the lock to check for a clash. The walk reads
-    /// without locks and only prefetches; whatever it gets wrong, resolution reads again. Here it goes
-    /// <see cref="BurstLeadRounds"/> rounds and returns how many packets still walk, for resolution to carry on
-    /// (<see cref="WalkRound"/>).
+    /// without locks and only prefetches; whatever it gets wrong, resolution reads again.
     /// Without <paramref name="walk"/> (a small table) only each bucket's head node is taken, in one loop of
     /// independent loads, as a hint that resolution checks: <see cref="Find"/> would otherwise begin with a chain of
     /// dependent loads (bucket, node, entry, tuple) that nothing overlaps.
     /// </summary>
-    private int WalkChains(Span<ConntrackTuple> tuples, Span<uint> hashes, Span<uint> cursors, Span<uint> phases, Span<uint> walking,
+    private void WalkChains(Span<ConntrackTuple> tuples, Span<uint> hashes, Span<uint> cursors, Span<uint> phases, Span<uint> walking,
         int n, ushort zone, bool walk)
     {
         int count = 0;
@@ -300,32 +278,21 @@ public sealed partial class ConntrackTable
             }
         }
 
-        for (int round = 0; round < BurstLeadRounds && count > 0; round++)
+        // Each round looks at the node the previous round fetched and fetches the next, over the packets still walking.
+        for (int round = 0; round < BurstWalkRounds && count > 0; round++)
         {
-            count = WalkRound(tuples, cursors, phases, walking, count, zone);
-        }
-
-        return count;
-    }
-
-    /// <summary>
-    /// One round of <see cref="WalkChains"/>: every packet still walking looks at the node the previous round
-    /// fetched and fetches the next; a packet resolved meanwhile (<see cref="WalkDone"/>) drops out. Returns how
-    /// many still walk (the first entries of <paramref name="walking"/>).
-    /// </summary>
-    private int WalkRound(Span<ConntrackTuple> tuples, Span<uint> cursors, Span<uint> phases, Span<uint> walking, int count, ushort zone)
-    {
-        int kept = 0;
-        for (int k = 0; k < count; k++)
-        {
-            int j = (int)walking[k];
-            if (phases[j] != WalkDone && WalkStep(j, tuples, cursors, phases, zone))
+            int kept = 0;
+            for (int k = 0; k < count; k++)
             {
-                walking[kept++] = (uint)j;
+                int j = (int)walking[k];
+                if (WalkStep(j, tuples, cursors, phases, zone))
+                {
+                    walking[kept++] = (uint)j;
+                }
             }
-        }
 
-        return kept;
+            count = kept;
+        }
     }
 
     /// <summary>One packet's step of <see cref="WalkChains"/>; true while it has more to walk.</summary>

@@ -148,8 +148,9 @@ public abstract class BurstSemanticsTests
     [Fact]
     public void TrackBatch_on_chains_longer_than_the_walk_ahead_matches_the_per_packet_path()
     {
-        // Four buckets for 48 flows: chains of about 24 nodes, so most walks are still going when resolution
-        // starts and go on between packets, while the new flows and the closing ones change the chains they walk.
+        // Four buckets for 48 flows: chains of about 24 nodes, longer than the walk's rounds, so many walks stop
+        // before they find their node and resolution looks up from the bucket, while the new flows and the closing
+        // ones change the chains the walk went through.
         const byte Syn = PacketBuilder.FlagSyn, Ack = PacketBuilder.FlagAck, Rst = PacketBuilder.FlagRst;
         var before = new List<byte[]>();
         var burst = new List<byte[]>();

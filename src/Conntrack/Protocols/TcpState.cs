@@ -137,11 +137,4 @@ internal struct TcpState
 
     /// <summary>Last flags set (options of an ignored SYN, challenge-ACK and simultaneous-open marks).</summary>
     public byte LastFlags;
-
-    /// <summary>
-    /// The kernel's <c>ct-&gt;lock</c> for TCP: a byte spin lock in the state's own bytes, so that a packet in the
-    /// original direction, which finds its connection in the entry's first line, never touches the second line
-    /// for <c>Connection.Lock</c> (on a table far larger than the cache, one line fewer per such packet).
-    /// </summary>
-    public byte Lock;
 }

@@ -281,7 +281,7 @@ internal static class TcpTracker
         Settings settings = table.Settings;
         int dir = p.Direction;
         byte index = GetIndex(flags);
-        SpinLockInt.Enter(ref s.Lock);
+        SpinLockInt.Enter(ref c.Lock);
         byte oldState = c.ProtoState;
         byte newState = NextState(dir, index, oldState);
 
@@ -304,7 +304,7 @@ internal static class TcpTracker
                     // "Attempt to reopen a closed/aborted connection. Delete this connection and look up
                     // again." Only repeat if we can actually remove it: destruction may already be in
                     // progress elsewhere and must be given a chance to terminate (then NF_DROP).
-                    SpinLockInt.Exit(ref s.Lock);
+                    SpinLockInt.Exit(ref c.Lock);
                     if (table.Kill(p.Index, p.Now, p.Ctx))
                     {
                         return TrackResult.Repeat;
@@ -342,7 +342,7 @@ internal static class TcpTracker
             case TcpConntrack.Max:
                 // The SYN proxy keep-alive exception needs a synproxy extension, which this engine has not.
                 // "Invalid packet"
-                SpinLockInt.Exit(ref s.Lock);
+                SpinLockInt.Exit(ref c.Lock);
                 p.Reason = PacketReason.TcpInvalidFlags;
                 return TrackResult.Invalid;
             case TcpConntrack.TimeWait:
@@ -356,7 +356,7 @@ internal static class TcpTracker
                 {
                     // "Detected RFC5961 challenge ACK": don't change state.
                     s.LastFlags &= unchecked((byte)~TcpFlags.ExpectChallengeAck);
-                    SpinLockInt.Exit(ref s.Lock);
+                    SpinLockInt.Exit(ref c.Lock);
                     p.Reason = PacketReason.TcpIgnored;
                     return TrackResult.Accept;
                 }
@@ -384,7 +384,7 @@ internal static class TcpTracker
                     case RstCheck.InWindow:
                         goto InWindow;
                     case RstCheck.Invalid:
-                        SpinLockInt.Exit(ref s.Lock);
+                        SpinLockInt.Exit(ref c.Lock);
                         p.Reason = PacketReason.TcpInvalidRst;
                         return TrackResult.Invalid;
                 }
@@ -396,12 +396,12 @@ internal static class TcpTracker
         {
             case WindowAction.Ignore:
                 // NF_ACCEPT without any state change or refresh (overshot data, old data, a delayed ACK).
-                SpinLockInt.Exit(ref s.Lock);
+                SpinLockInt.Exit(ref c.Lock);
                 p.Reason = PacketReason.TcpIgnored;
                 return TrackResult.Accept;
             case WindowAction.Invalid:
                 HandleInvalid(table, ref p, ref c, ref s, dir, index);
-                SpinLockInt.Exit(ref s.Lock);
+                SpinLockInt.Exit(ref c.Lock);
                 p.Reason = PacketReason.TcpOutOfWindow;
                 return TrackResult.Invalid;
         }
@@ -444,7 +444,7 @@ internal static class TcpTracker
             timeout = stateTimeout;
         }
 
-        SpinLockInt.Exit(ref s.Lock);
+        SpinLockInt.Exit(ref c.Lock);
 
         if (newState != oldState)
         {
@@ -547,7 +547,7 @@ internal static class TcpTracker
             s.LastAck = BinaryPrimitives.ReadUInt32BigEndian(l4[8..]);
         }
 
-        SpinLockInt.Exit(ref s.Lock);
+        SpinLockInt.Exit(ref c.Lock);
         // NF_ACCEPT: the packet keeps its connection; the reason only says why nothing changed.
         p.Reason = PacketReason.TcpIgnored;
         return TrackResult.Accept;

@@ -68,10 +68,7 @@ internal struct Connection
     /// <summary>Free list / dying list link; while unconfirmed, the owning thread context's id.</summary>
     [FieldOffset(120)] public int ListLink;
 
-    /// <summary>
-    /// Per-connection spin lock (the kernel's <c>ct->lock</c>) for SCTP and the helpers. TCP, whose every packet
-    /// updates multi-field state, uses the lock in its own state instead (<c>TcpState.Lock</c>), which it reads anyway.
-    /// </summary>
+    /// <summary>Per-connection spin lock for trackers that update multi-field state (the kernel's <c>ct->lock</c>).</summary>
     [FieldOffset(124)] public int Lock;
 
     public readonly byte Protocol => Original.ProtocolField;

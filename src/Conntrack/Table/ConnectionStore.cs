@@ -172,27 +172,4 @@ internal struct SpinLockInt
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Exit(ref int state) => Volatile.Write(ref state, 0);
-
-    /// <summary>Spin lock over a byte field elsewhere (TCP's lock, inside its protocol state).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Enter(ref byte state)
-    {
-        if (Interlocked.CompareExchange(ref state, 1, 0) != 0)
-        {
-            EnterContended(ref state);
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void EnterContended(ref byte state)
-    {
-        var spin = default(SpinWait);
-        while (Volatile.Read(ref state) != 0 || Interlocked.CompareExchange(ref state, 1, 0) != 0)
-        {
-            spin.SpinOnce();
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Exit(ref byte state) => Volatile.Write(ref state, 0);
 }

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Reflection;
 using Conntrack.Table;
-using Conntrack.Protocols;
 using Conntrack.Tests.Support;
 
 namespace Conntrack.Tests.Concurrency;
@@ -178,7 +177,7 @@ public class InterleavingTests
     }
 
     /// <summary>
-    /// A thread stopped inside the table: the test holds the TCP lock of an established entry
+    /// A thread stopped inside the table: the test holds the per-connection lock of an established TCP entry
     /// and the thread sends a packet of it, so it enters the table, finds the entry and waits for the lock in
     /// the TCP tracker, before the refresh. Disposing releases the lock and waits for the thread.
     /// </summary>
@@ -200,7 +199,7 @@ public class InterleavingTests
 
         public static Parked Start(ConntrackTable table, ConnectionHandle connection, byte[] packet, long now)
         {
-            SpinLockInt.Enter(ref TcpLock(table, connection.Index));
+            SpinLockInt.Enter(ref table.Entries[connection.Index].Lock);
             Parked? p = null;
             var thread = new Thread(() =>
             {
@@ -227,7 +226,7 @@ public class InterleavingTests
 
             if (ctx is null || Volatile.Read(ref ctx.Hazard) != connection.Index)
             {
-                SpinLockInt.Exit(ref TcpLock(table, connection.Index));
+                SpinLockInt.Exit(ref table.Entries[connection.Index].Lock);
                 throw new Xunit.Sdk.XunitException("the parked thread never found and held the connection");
             }
 
@@ -237,12 +236,9 @@ public class InterleavingTests
             return p;
         }
 
-        /// <summary>The TCP tracker's lock (the kernel's <c>ct-&gt;lock</c>), kept in the connection's TCP state.</summary>
-        private static ref byte TcpLock(ConntrackTable table, int index) => ref table.Proto[index].As<TcpState>().Lock;
-
         public void Dispose()
         {
-            SpinLockInt.Exit(ref TcpLock(_table, _index));
+            SpinLockInt.Exit(ref _table.Entries[_index].Lock);
             if (!_thread.Join(Patience))
             {
                 throw new Xunit.Sdk.XunitException("the parked thread did not finish after its connection lock was released");

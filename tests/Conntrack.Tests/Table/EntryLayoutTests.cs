@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using Conntrack.Protocols;
 using Conntrack.Table;
 using Conntrack.Tuples;
 using FluentAssertions;
@@ -59,19 +58,5 @@ public class EntryLayoutTests
         ref Connection e = ref entries[1];
         Unsafe.AreSame(ref EntryArray.TupleOf(ref e, 3), ref e.Reply).Should().BeTrue();
         Unsafe.AreSame(ref EntryArray.LinkOf(ref e, 2), ref e.NextOriginal).Should().BeTrue();
-    }
-
-    [Fact]
-    public void Tcp_state_and_its_lock_fit_the_protocol_area_without_overlapping()
-    {
-        // The TCP lock lives in the protocol area (so an original-direction packet stays off the entry's second
-        // line); it must be inside the 56 bytes and clear of every window-tracking field.
-        Unsafe.SizeOf<TcpState>().Should().BeLessThanOrEqualTo(Unsafe.SizeOf<ProtocolState>());
-        var s = default(TcpState);
-        ref byte start = ref Unsafe.As<TcpState, byte>(ref s);
-        int lockOffset = (int)Unsafe.ByteOffset(ref start, ref s.Lock);
-        int lastFlags = (int)Unsafe.ByteOffset(ref start, ref s.LastFlags);
-        lockOffset.Should().BeGreaterThan(lastFlags, "the lock is the last field");
-        lockOffset.Should().BeLessThan(Unsafe.SizeOf<ProtocolState>());
     }
 }

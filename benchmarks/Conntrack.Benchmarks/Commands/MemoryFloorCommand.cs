@@ -134,10 +134,7 @@ internal static unsafe class MemoryFloorCommand
         {
             for (int j = 0; j < Batch; j++)
             {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                at[j] = (x & (lines - 1)) * (LineSize / 8);
+                at[j] = NextLine(ref x, lines) * (LineSize / 8);
                 Sse.Prefetch0(block + at[j]);
             }
 
@@ -156,9 +153,7 @@ internal static unsafe class MemoryFloorCommand
             }
         }
 
-        sw.Stop();
-        GC.KeepAlive(sum);
-        return sw.Elapsed.TotalNanoseconds / items;
+        return PerItem(sw, sum, items);
     }
 
     /// <summary>Two independent random lines per item, 32 items at a time: on two random pages, or two lines of one page.</summary>
@@ -175,10 +170,7 @@ internal static unsafe class MemoryFloorCommand
         {
             for (int j = 0; j < Batch; j++)
             {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ulong a = x & (lines - 1);
+                ulong a = NextLine(ref x, lines);
                 // The other line: half a page away within the same page, or a random line elsewhere.
                 ulong b = samePage ? (a & ~(LinesPerPage - 1)) | ((a + (LinesPerPage / 2)) & (LinesPerPage - 1)) : (x >> 17) & (lines - 1);
                 first[j] = a * (LineSize / 8);
@@ -193,6 +185,22 @@ internal static unsafe class MemoryFloorCommand
             }
         }
 
+        return PerItem(sw, sum, items);
+    }
+
+    /// <summary>The next random line (xorshift64; <paramref name="lines"/> is a power of two).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong NextLine(ref ulong x, ulong lines)
+    {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        return x & (lines - 1);
+    }
+
+    /// <summary>Stops the clock and returns nanoseconds per item; the sum keeps the reads from being dropped.</summary>
+    private static double PerItem(Stopwatch sw, ulong sum, int items)
+    {
         sw.Stop();
         GC.KeepAlive(sum);
         return sw.Elapsed.TotalNanoseconds / items;

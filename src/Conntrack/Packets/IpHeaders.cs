@@ -33,6 +33,14 @@ internal struct L3Info
 internal static class IpHeaders
 {
     /// <summary>
+    /// A big-endian 16-bit field at <paramref name="offset"/> from <paramref name="start"/>, without a bounds check:
+    /// for header fields inside a length the caller has already checked.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ushort ReadBigEndian16(ref byte start, int offset) =>
+        BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref start, offset)));
+
+    /// <summary>
     /// Applies the IP input checks the kernel makes before conntrack sees a packet. On success
     /// <paramref name="info"/> has the trimmed length; on failure the reason says why the kernel would drop
     /// it. <paramref name="expectedVersion"/> is 4 or 6 when the link layer said which (EtherType), 0 to go
@@ -84,7 +92,7 @@ internal static class IpHeaders
             return PacketReason.IpBadChecksum;
         }
 
-        int total = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref h, 2)));
+        int total = ReadBigEndian16(ref h, 2);
         if (p.Length < total)
         {
             return PacketReason.IpLengthExceedsPacket;
@@ -95,7 +103,7 @@ internal static class IpHeaders
             return PacketReason.IpBadHeaderLength;
         }
 
-        int frag = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref h, 6)));
+        int frag = ReadBigEndian16(ref h, 6);
         info.Length = total;
         info.IsIpv6 = false;
         info.Protocol = Unsafe.Add(ref h, 9);

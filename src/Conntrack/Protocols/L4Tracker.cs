@@ -133,7 +133,7 @@ public ref struct TrackedPacket
 
     /// <summary>Sets the connection to expire <paramref name="timeout"/> after this packet.</summary>
     public readonly void Refresh(TimeSpan timeout) =>
-        _table.Refresh(ref _c, _index, _direction, _now, _packet.Length, timeout.Ticks * 100);
+        _table.Refresh(ref _c, Volatile.Read(ref _c.Status), _index, _direction, _now, _packet.Length, timeout.Ticks * 100);
 
     /// <summary>Marks the connection assured (not evicted early when the table is full).</summary>
     public readonly void SetAssured()

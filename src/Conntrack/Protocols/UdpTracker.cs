@@ -25,7 +25,7 @@ internal static class UdpTracker
 
         // The 8-byte header is there: its length and checksum words without a bounds check each.
         ref byte h = ref MemoryMarshal.GetReference(l4);
-        int ulen = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref h, 4)));
+        int ulen = IpHeaders.ReadBigEndian16(ref h, 4);
         if (ulen > l4.Length || ulen < 8)
         {
             p.Reason = PacketReason.Layer4Malformed;

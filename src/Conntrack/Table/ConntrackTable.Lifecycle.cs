@@ -164,17 +164,14 @@ public sealed partial class ConntrackTable
     internal void Refresh(ref PacketContext p, ref Connection c, long extra) =>
         Refresh(ref p, ref c, Volatile.Read(ref c.Status), extra);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal void Refresh(ref Connection c, int index, int direction, long now, int bytes, long extra) =>
-        Refresh(ref c, Volatile.Read(ref c.Status), index, direction, now, bytes, extra);
-
     /// <summary><see cref="Refresh(ref PacketContext, ref Connection, long)"/> with the status the tracker has just read.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Refresh(ref PacketContext p, ref Connection c, uint status, long extra) =>
         Refresh(ref c, status, p.Index, p.Direction, p.Now, p.Packet.Length, extra);
 
+    /// <summary>The refresh itself, for callers without a packet context (custom trackers), given the status just read.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Refresh(ref Connection c, uint status, int index, int direction, long now, int bytes, long extra)
+    internal void Refresh(ref Connection c, uint status, int index, int direction, long now, int bytes, long extra)
     {
         if ((status & (uint)ConnectionStatus.FixedTimeout) == 0)
         {

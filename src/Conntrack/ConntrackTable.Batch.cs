@@ -359,7 +359,9 @@ public sealed partial class ConntrackTable
         Entries.PrefetchNode(node ^ 1);
         if (protocol is IpProtocol.Tcp or IpProtocol.Sctp)
         {
-            Entries.PrefetchState(idx);
+            ref byte state = ref Unsafe.As<ProtocolState, byte>(ref Proto[idx]);
+            Prefetch(ref state);
+            Prefetch(ref state, Unsafe.SizeOf<ProtocolState>() - 1);
         }
     }
 

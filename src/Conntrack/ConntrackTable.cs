@@ -30,11 +30,7 @@ public sealed partial class ConntrackTable : IDisposable
     internal readonly Settings Settings;
     internal readonly ConnectionStore Store;
     internal readonly EntryArray Entries;
-
-    /// <summary>The protocol state of slot <paramref name="index"/> (in the entry's block, see <see cref="EntryArray"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal ref ProtocolState Proto(int index) => ref Entries.StateOf(index);
-
+    internal readonly ProtocolState[] Proto;
     internal readonly int[] Buckets;
     internal readonly uint BucketCount;
     internal readonly TupleHasher Hasher;
@@ -60,12 +56,12 @@ public sealed partial class ConntrackTable : IDisposable
     {
         Settings = new Settings(options ?? new ConntrackOptions());
         // Room beyond nf_conntrack_max for removed entries between two reclaims and for those a thread still
-        // holds (one per thread at most): 1/128 more, under 1.5 bytes per connection (a reclaim, one process-wide
-        // barrier, runs when half of it waits). The arrays are allocated uninitialised and slots come from the free
-        // list first, so pages never used are never touched.
-        int capacity = (int)Math.Min(1 << 30, Settings.MaxEntries + (long)Settings.MaxEntries / 128 + 256);
+        // holds (one per thread at most): 1/64 more, under 3 bytes per connection. The arrays are allocated
+        // uninitialised and slots come from the free list first, so pages never used are never touched.
+        int capacity = (int)Math.Min(1 << 30, Settings.MaxEntries + (long)Settings.MaxEntries / 64 + 256);
         Store = new ConnectionStore(capacity);
         Entries = Store.Entries;
+        Proto = Store.Proto;
         BucketCount = (uint)Settings.Buckets;
         Buckets = GC.AllocateUninitializedArray<int>(Settings.Buckets, pinned: true);
         for (int i = 0; i < Buckets.Length; i++)
@@ -100,7 +96,7 @@ public sealed partial class ConntrackTable : IDisposable
     /// enabled extensions (with the share of the reclaim slack), and the bucket array's share.
     /// </summary>
     public double BytesPerConnection =>
-        (double)(EntryArray.BytesPerSlot + Ext.BytesPerConnection
+        (double)(Unsafe.SizeOf<Connection>() + Unsafe.SizeOf<ProtocolState>() + Ext.BytesPerConnection
             + (Volatile.Read(ref _helperSlots) is null ? 0 : Unsafe.SizeOf<Extensions.HelperSlot>())
             + (Volatile.Read(ref _ecache) is null ? 0 : Unsafe.SizeOf<EventCacheSlot>()))
         * Store.Capacity / Settings.MaxEntries

@@ -67,18 +67,18 @@ internal static class MemoryCommand
         Fill(table, half, connections);
         Snapshot filled = Snapshot.Take();
 
-        // Entries and their protocol states share one block (2 KiB per 11 slots).
-        long entryBytes = table.Entries.Memory.LongLength;
+        long entryBytes = (long)table.Entries.Length * Unsafe.SizeOf<Connection>();
+        long protoBytes = (long)table.Proto.Length * Unsafe.SizeOf<ProtocolState>();
         long bucketBytes = (long)table.Buckets.Length * sizeof(int);
         long extBytes = (long)table.Ext.BytesPerConnection * table.Store.Capacity;
-        long arrays = entryBytes + bucketBytes + extBytes;
+        long arrays = entryBytes + protoBytes + bucketBytes + extBytes;
         long slotsTouched = table.Store.HighWater;
-        long touchedBytes = (long)(slotsTouched * (EntryArray.BytesPerSlot + table.Ext.BytesPerConnection)) + bucketBytes;
+        long touchedBytes = slotsTouched * (Unsafe.SizeOf<Connection>() + Unsafe.SizeOf<ProtocolState>() + table.Ext.BytesPerConnection) + bucketBytes;
         double n = connections;
 
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"connections: {table.Count} established TCP (asked {connections}); nf_conntrack_max {maxEntries}, buckets {buckets}, slots {table.Store.Capacity} (slots touched {slotsTouched})"));
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"table.BytesPerConnection: {table.BytesPerConnection} B per slot (Connection {Unsafe.SizeOf<Connection>()} + ProtocolState {Unsafe.SizeOf<ProtocolState>()} in blocks of {EntryArray.EntriesPerBlock} in {EntryArray.BlockSize} B = {EntryArray.BytesPerSlot:F2} + extensions {table.Ext.BytesPerConnection} + buckets {4.0 * buckets / maxEntries:F2})"));
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"engine arrays, all slots: {arrays} B = {arrays / n:F1} B per connection (entries and protocol states {entryBytes}, buckets {bucketBytes}, extensions {extBytes})"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"table.BytesPerConnection: {table.BytesPerConnection} B per slot (Connection {Unsafe.SizeOf<Connection>()} + ProtocolState {Unsafe.SizeOf<ProtocolState>()} + extensions {table.Ext.BytesPerConnection} + buckets {4.0 * buckets / maxEntries:F2})"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"engine arrays, all slots: {arrays} B = {arrays / n:F1} B per connection (entries {entryBytes}, protocol {protoBytes}, buckets {bucketBytes}, extensions {extBytes})"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"engine arrays, slots touched: {touchedBytes} B = {touchedBytes / n:F1} B per connection"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"GC committed: +{filled.Committed - before.Committed} B = {(filled.Committed - before.Committed) / n:F1} B per connection (after creating the empty table: +{created.Committed - before.Committed})"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"GC heap size: +{filled.HeapSize - before.HeapSize} B = {(filled.HeapSize - before.HeapSize) / n:F1} B per connection (pinned object heap +{filled.Pinned - before.Pinned})"));
@@ -88,7 +88,7 @@ internal static class MemoryCommand
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"GC generations before/after (bytes after GC): {before.Generations} / {filled.Generations}"));
         double managed = (filled.HeapSize - before.HeapSize) / n;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bytes per tracked connection, all managed structures (GC heap delta): {managed:F1} (target <= 192: {(managed <= 192 ? "met" : "missed")})"));
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"alignment: Entries[0] at line offset {HugePages.LineOffset(table)}, Buckets[0] at {HugePages.LineOffset(table.Buckets)} (0 = 64-byte aligned)"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"alignment: Entries[0] at line offset {HugePages.LineOffset(table)}, Proto[0] at {HugePages.LineOffset(table.Proto)}, Buckets[0] at {HugePages.LineOffset(table.Buckets)} (0 = 64-byte aligned)"));
         Console.Error.WriteLine("# " + TableReport.Describe(table));
         GC.KeepAlive(table);
         table.Dispose();

@@ -38,7 +38,7 @@ public class HugePagesExperimentBenchmarks
         bool advised = false;
         if (HugePageArrays)
         {
-            advised = HugePages.Advise(_table.Entries.Memory) & HugePages.Advise(_table.Buckets);
+            advised = HugePages.Advise(_table.Entries.Memory) & HugePages.Advise(_table.Proto) & HugePages.Advise(_table.Buckets);
         }
 
         long now = _flows.SetUp(_table);
@@ -46,7 +46,7 @@ public class HugePagesExperimentBenchmarks
         _states = new PacketState[BatchSize];
         _verdicts = new Verdict[BatchSize];
         Console.WriteLine($"// huge pages advised: {advised}; AnonHugePages {before} -> {HugePages.AnonHugePagesKiB()} KiB; " +
-            $"line offset of Entries[0] {HugePages.LineOffset(_table)}");
+            $"line offset of Entries[0] {HugePages.LineOffset(_table)}, Proto[0] {HugePages.LineOffset(_table.Proto)}");
     }
 
     [GlobalCleanup]

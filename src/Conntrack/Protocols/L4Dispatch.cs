@@ -207,7 +207,7 @@ internal static class L4Dispatch
         {
             if ((c.Status & (uint)ConnectionStatus.Confirmed) == 0)
             {
-                table.Proto(p.Index) = default;
+                table.Proto[p.Index] = default;
             }
 
             var view = new TrackedPacket(table, ref p, ref c);

@@ -129,7 +129,7 @@ public ref struct TrackedPacket
     }
 
     /// <summary>56 bytes of per-connection storage for the tracker (zero when the connection is new).</summary>
-    public readonly Span<byte> PrivateState => _table.Proto(_index).AsBytes();
+    public readonly Span<byte> PrivateState => _table.Proto[_index].AsBytes();
 
     /// <summary>Sets the connection to expire <paramref name="timeout"/> after this packet.</summary>
     public readonly void Refresh(TimeSpan timeout) =>

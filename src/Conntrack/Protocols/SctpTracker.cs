@@ -143,7 +143,7 @@ internal static class SctpTracker
         }
 
         uint vtag = BinaryPrimitives.ReadUInt32BigEndian(l4[4..]);
-        ref SctpState s = ref table.Proto(p.Index).As<SctpState>();
+        ref SctpState s = ref table.Proto[p.Index].As<SctpState>();
         bool confirmed = (Volatile.Read(ref c.Status) & (uint)ConnectionStatus.Confirmed) != 0;
         if (!confirmed)
         {

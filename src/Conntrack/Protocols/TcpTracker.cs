@@ -170,7 +170,7 @@ internal static class TcpTracker
         }
 
         Settings settings = table.Settings;
-        ref TcpState s = ref table.Proto(p.Index).As<TcpState>();
+        ref TcpState s = ref table.Proto[p.Index].As<TcpState>();
         byte flags = l4[13];
         if ((Volatile.Read(ref c.Status) & (uint)ConnectionStatus.Confirmed) == 0 && !TcpNew(settings, ref p, ref c, ref s, l4, flags))
         {

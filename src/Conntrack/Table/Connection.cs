@@ -90,9 +90,8 @@ internal struct Connection
 }
 
 /// <summary>
-/// The per-protocol part of <c>struct nf_conn</c> (<c>union nf_conntrack_proto</c>): 56 bytes, in the entry's
-/// block but outside its two lines, so that protocols without state (UDP, ICMP, generic) never touch it
-/// (<see cref="EntryArray"/>).
+/// The per-protocol part of <c>struct nf_conn</c> (<c>union nf_conntrack_proto</c>): 56 bytes, in a
+/// parallel array so that protocols without state (UDP, ICMP, generic) never touch it.
 /// </summary>
 [InlineArray(56)]
 internal struct ProtocolState

@@ -3,14 +3,15 @@ using System.Runtime.CompilerServices;
 namespace Conntrack.Table;
 
 /// <summary>
-/// The connections' memory (the analogue of the <c>nf_conntrack</c> kmem_cache): entries and their protocol
-/// states in one pinned block (<see cref="EntryArray"/>), addressed by index, allocated once for the table's capacity. Slots are handed out by bumping a high-water
+/// The connections' memory (the analogue of the <c>nf_conntrack</c> kmem_cache): pinned arrays of structs
+/// addressed by index, allocated once for the table's capacity. Slots are handed out by bumping a high-water
 /// mark and recycled through a free list, so pages of a large, mostly empty table are never touched.
 /// Nothing here touches the GC heap after construction.
 /// </summary>
 internal sealed class ConnectionStore
 {
     public readonly EntryArray Entries;
+    public readonly ProtocolState[] Proto;
     public readonly int Capacity;
 
     private int _highWater;
@@ -24,6 +25,7 @@ internal sealed class ConnectionStore
         // Uninitialized: fresh slots are initialised when first handed out, so untouched pages stay
         // uncommitted; pinned: the batch path prefetches by address.
         Entries = new EntryArray(capacity);
+        Proto = GC.AllocateUninitializedArray<ProtocolState>(capacity, pinned: true);
     }
 
     /// <summary>

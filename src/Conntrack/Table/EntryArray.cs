@@ -4,64 +4,32 @@ using Conntrack.Tuples;
 namespace Conntrack.Table;
 
 /// <summary>
-/// The connections themselves (the <c>nf_conntrack</c> slab): 128-byte entries and their 56-byte protocol states,
-/// in 2 KiB blocks of eleven entries followed by their eleven states (2 024 bytes used). An entry is exactly two
-/// cache lines, so a hit in the original direction reads one; its protocol state is on the same 4 KiB page, so a
-/// TCP packet costs the page walk of its entry only (on this project's VMs a random page costs a walk of its own,
-/// about twice a second line on a page already mapped). A parallel array of states would put every state on a
-/// page of its own; 64-byte-aligned 192-byte slots would cost 196 bytes per connection; blocks cost 186.2 bytes a
-/// slot. The blocks are in a pinned byte array, the first at the array's first 2 KiB boundary (a managed array of
-/// structs only promises 8-byte alignment), so no block straddles a page. The array lives on the pinned object
-/// heap for as long as the table, so the address never changes and there is no native memory to free.
+/// The connections themselves (the <c>nf_conntrack</c> slab): 128-byte entries in one pinned block whose first
+/// entry starts on a cache line, so every entry is exactly two lines and a hit in the original direction reads
+/// one. A managed array of structs only promises 8-byte alignment (entry 0 landed 56 bytes into a line, which
+/// spread each entry over three lines); this wraps a pinned byte array with the entries at its first 64-byte
+/// boundary. The array lives on the pinned object heap for as long as the table, so the address never changes
+/// and there is no native memory to free.
 /// </summary>
 internal readonly unsafe struct EntryArray
 {
-    /// <summary>Entries (and states) per block.</summary>
-    internal const int EntriesPerBlock = 11;
+    private const int LineSize = 64;
 
-    /// <summary>Bytes per block: a power of two that divides a page, so a block never straddles pages.</summary>
-    internal const int BlockSize = 2048;
-
-    /// <summary>Offset of a block's first protocol state: after its eleven entries.</summary>
-    internal const int StatesOffset = EntriesPerBlock * EntrySize;
-
-    private const int EntrySize = 128;
-    private const int StateSize = 56;
-
-    // Entry i is at block i / 11, position i % 11: base + (i / 11) * 2048 + (i % 11) * 128, which is
-    // base + i * 128 + (i / 11) * (2048 - 11 * 128): one division by a constant (a multiply) and no remainder.
-    private const int EntrySkip = BlockSize - StatesOffset;
-
-    // The same for states: base + 1408 + i * 56 + (i / 11) * (2048 - 11 * 56).
-    private const int StateSkip = BlockSize - EntriesPerBlock * StateSize;
-
-    private readonly byte* _first;
+    private readonly Connection* _first;
 
     /// <summary>The block that holds the entries (for tools that advise the kernel about its pages).</summary>
     public readonly byte[] Memory;
 
     public readonly int Length;
 
-    /// <summary>Bytes of this array per slot (entry and protocol state): 2048 / 11.</summary>
-    public const double BytesPerSlot = (double)BlockSize / EntriesPerBlock;
-
     public EntryArray(int length)
     {
-        int blocks = (length + EntriesPerBlock - 1) / EntriesPerBlock;
         // Uninitialised: slots are initialised when first handed out, so pages never used are never touched.
-        Memory = GC.AllocateUninitializedArray<byte>(checked((blocks + 1) * BlockSize), pinned: true);
+        Memory = GC.AllocateUninitializedArray<byte>(checked(length * sizeof(Connection) + LineSize), pinned: true);
         nuint start = (nuint)Unsafe.AsPointer(ref Memory[0]);
-        _first = (byte*)((start + BlockSize - 1) & ~(nuint)(BlockSize - 1));
+        _first = (Connection*)((start + LineSize - 1) & ~(nuint)(LineSize - 1));
         Length = length;
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private byte* EntryAddress(int index) =>
-        _first + (nuint)(uint)index * EntrySize + (nuint)((uint)index / EntriesPerBlock) * EntrySkip;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private byte* StateAddress(int index) =>
-        _first + StatesOffset + (nuint)(uint)index * StateSize + (nuint)((uint)index / EntriesPerBlock) * StateSkip;
 
     public ref Connection this[int index]
     {
@@ -73,31 +41,7 @@ internal readonly unsafe struct EntryArray
                 ThrowIndex(index);
             }
 
-            return ref *(Connection*)EntryAddress(index);
-        }
-    }
-
-    /// <summary>The protocol state of entry <paramref name="index"/> (<c>union nf_conntrack_proto</c>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ref ProtocolState StateOf(int index)
-    {
-        if ((uint)index >= (uint)Length)
-        {
-            ThrowIndex(index);
-        }
-
-        return ref *(ProtocolState*)StateAddress(index);
-    }
-
-    /// <summary>Starts loading the protocol state of an entry: both lines it may span (a hint, as <see cref="Prefetch"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void PrefetchState(int index)
-    {
-        if (System.Runtime.Intrinsics.X86.Sse.IsSupported && (uint)index < (uint)Length)
-        {
-            byte* state = StateAddress(index);
-            System.Runtime.Intrinsics.X86.Sse.Prefetch0(state);
-            System.Runtime.Intrinsics.X86.Sse.Prefetch0(state + StateSize - 1);
+            return ref _first[index];
         }
     }
 
@@ -152,7 +96,7 @@ internal readonly unsafe struct EntryArray
             ThrowIndex(index);
         }
 
-        return EntryAddress(index) + (node & 1) * HalfSize;
+        return (byte*)(_first + index) + (node & 1) * HalfSize;
     }
 
     /// <summary>Starts loading one line of an entry (a hint; no fault for any index within the table).</summary>
@@ -161,7 +105,7 @@ internal readonly unsafe struct EntryArray
     {
         if (System.Runtime.Intrinsics.X86.Sse.IsSupported && (uint)index < (uint)Length)
         {
-            System.Runtime.Intrinsics.X86.Sse.Prefetch0(EntryAddress(index) + byteOffset);
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(_first + index) + byteOffset);
         }
     }
 

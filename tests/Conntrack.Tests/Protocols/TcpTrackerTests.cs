@@ -615,9 +615,9 @@ public class TcpTrackerTests
     {
         using var t = NewTable();
         // The slot array is reused without clearing: a new connection must initialise the whole ip_ct_tcp.
-        for (int i = 0; i < t.Table.Entries.Length; i++)
+        foreach (ref var area in t.Table.Proto.AsSpan())
         {
-            Conntrack.Table.ProtocolStateExtensions.AsBytes(ref t.Table.Proto(i)).Fill(0xAB);
+            Conntrack.Table.ProtocolStateExtensions.AsBytes(ref area).Fill(0xAB);
         }
 
         var f = new Flow(t);

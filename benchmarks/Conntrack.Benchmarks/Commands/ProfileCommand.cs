@@ -24,57 +24,13 @@ internal static class ProfileCommand
 
         int flows = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 1_000_000;
         double seconds = args.Length > 3 ? double.Parse(args[3], CultureInfo.InvariantCulture) : 10;
-        bool batch = args[1] == "batch32";
-        Func<int> body;
-        Action cleanup;
-        int perCall;
-        switch (args[0])
+        if (CreateCase(args[0], args[1], flows) is not { } created)
         {
-            case "established-tcp" or "established-udp":
-            {
-                EstablishedFlowsBenchmarkBase b = args[0] == "established-tcp" ? new EstablishedTcpBenchmarks() : new EstablishedUdpBenchmarks();
-                b.Flows = flows;
-                b.Setup();
-                body = batch ? b.Batch32 : b.InConfirm;
-                cleanup = b.Cleanup;
-                perCall = EstablishedFlowsBenchmarkBase.PacketsPerInvoke;
-                break;
-            }
-
-            case "new-udp" or "new-tcp":
-            {
-                var b = new NewConnectionBenchmarks { Protocol = args[0] == "new-udp" ? FlowProtocol.Udp : FlowProtocol.Tcp };
-                b.Setup();
-                body = batch ? b.Batch32 : b.InConfirm;
-                cleanup = b.Cleanup;
-                perCall = NewConnectionBenchmarks.PacketsPerInvoke;
-                break;
-            }
-
-            case "replay-web" or "replay-mixed":
-            {
-                var b = new ReplayBenchmarks { Capture = args[0] == "replay-web" ? "real-web" : "real-mixed" };
-                b.Setup();
-                body = batch ? b.Batch32 : b.InConfirm;
-                cleanup = b.Cleanup;
-                perCall = ReplayBenchmarks.PacketsPerInvoke;
-                break;
-            }
-
-            case "ovs":
-            {
-                var b = new OvsWorkloadBenchmarks();
-                b.Setup();
-                body = batch ? b.Batch32 : b.Batch1;
-                cleanup = b.Cleanup;
-                perCall = OvsWorkloadBenchmarks.PacketsPerInvoke;
-                break;
-            }
-
-            default:
-                Console.Error.WriteLine($"profile: unknown case '{args[0]}'");
-                return 2;
+            Console.Error.WriteLine($"profile: unknown case '{args[0]}'");
+            return 2;
         }
+
+        var (body, cleanup, perCall) = created;
 
         Console.Error.WriteLine($"# profiling {args[0]} {args[1]} ({flows} flows where that applies) for {seconds} s, pid {Environment.ProcessId}");
         long calls = 0;
@@ -91,5 +47,52 @@ internal static class ProfileCommand
             $"# {calls * perCall} packets, {elapsed.TotalNanoseconds / (calls * perCall):F1} ns per packet (profiling run, not a benchmark result)"));
         cleanup();
         return 0;
+    }
+
+    /// <summary>
+    /// One case's body, set up: what <c>profile</c> runs, and what <c>ab</c> finds by reflection in each build it
+    /// compares (so its signature must stay: only framework types cross between the builds' load contexts).
+    /// Returns null for an unknown case.
+    /// </summary>
+    /// <param name="name">established-tcp, established-udp, new-udp, new-tcp, replay-web, replay-mixed or ovs.</param>
+    /// <param name="method">batch32, or inconfirm (ovs: batch1), the suite's per-packet method.</param>
+    /// <param name="flows">Flows in the table, for the established cases.</param>
+    public static (Func<int> Body, Action Cleanup, int PacketsPerCall)? CreateCase(string name, string method, int flows)
+    {
+        bool batch = method == "batch32";
+        switch (name)
+        {
+            case "established-tcp" or "established-udp":
+            {
+                EstablishedFlowsBenchmarkBase b = name == "established-tcp" ? new EstablishedTcpBenchmarks() : new EstablishedUdpBenchmarks();
+                b.Flows = flows;
+                b.Setup();
+                return (batch ? b.Batch32 : b.InConfirm, b.Cleanup, EstablishedFlowsBenchmarkBase.PacketsPerInvoke);
+            }
+
+            case "new-udp" or "new-tcp":
+            {
+                var b = new NewConnectionBenchmarks { Protocol = name == "new-udp" ? FlowProtocol.Udp : FlowProtocol.Tcp };
+                b.Setup();
+                return (batch ? b.Batch32 : b.InConfirm, b.Cleanup, NewConnectionBenchmarks.PacketsPerInvoke);
+            }
+
+            case "replay-web" or "replay-mixed":
+            {
+                var b = new ReplayBenchmarks { Capture = name == "replay-web" ? "real-web" : "real-mixed" };
+                b.Setup();
+                return (batch ? b.Batch32 : b.InConfirm, b.Cleanup, ReplayBenchmarks.PacketsPerInvoke);
+            }
+
+            case "ovs":
+            {
+                var b = new OvsWorkloadBenchmarks();
+                b.Setup();
+                return (batch ? b.Batch32 : b.Batch1, b.Cleanup, OvsWorkloadBenchmarks.PacketsPerInvoke);
+            }
+
+            default:
+                return null;
+        }
     }
 }

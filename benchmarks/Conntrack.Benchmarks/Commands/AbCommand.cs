@@ -19,9 +19,10 @@ internal static class AbCommand
 
     public static int Run(string[] args)
     {
-        if (args.Length < 4 || args[0] is "--help" or "-h")
+        bool help = args.Length > 0 && args[0] is "--help" or "-h";
+        if (args.Length < 4 || help)
         {
-            Console.Error.WriteLine(
+            (help ? Console.Out : Console.Error).WriteLine(
                 """
                 Usage: Conntrack.Benchmarks ab DIR_A DIR_B CASE METHOD [FLOWS] [ROUNDS] [SLICE_SECONDS] [SETUPS]
 
@@ -32,7 +33,7 @@ internal static class AbCommand
                 Defaults: FLOWS 1000000, ROUNDS 24, SLICE_SECONDS 0.5, SETUPS 4. Both builds need
                 ProfileCommand.CreateCase: to compare an older engine, build it with this commit's benchmarks folder.
                 """);
-            return 2;
+            return help ? 0 : 2;
         }
 
         int flows = args.Length > 4 ? int.Parse(args[4], CultureInfo.InvariantCulture) : 1_000_000;
@@ -144,11 +145,12 @@ internal static class AbCommand
         long calls = 0;
         long start = Stopwatch.GetTimestamp();
         long end = start + (long)(seconds * Stopwatch.Frequency);
-        while (Stopwatch.GetTimestamp() < end)
+        do
         {
             run.Body();
             calls++;
         }
+        while (Stopwatch.GetTimestamp() < end);
 
         return Stopwatch.GetElapsedTime(start).TotalNanoseconds / (calls * run.PacketsPerCall);
     }

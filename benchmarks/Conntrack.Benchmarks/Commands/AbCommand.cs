@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Reflection;
 using System.Runtime.Loader;
@@ -9,7 +8,7 @@ namespace Conntrack.Benchmarks.Commands;
 /// <c>ab</c>: compares two builds of the engine in one process. Each build's copy of this application (with its own
 /// <c>Conntrack.dll</c>) is loaded into its own <see cref="AssemblyLoadContext"/>, both set up the same case (the
 /// bodies <c>profile</c> runs), and the two run in alternating slices, the order swapped every round, so that both see
-/// the same machine. This machine's speed drifts by about 30 % within the hour, so pairs of separate processes (and
+/// the same machine. This machine's speed drifts, by up to 2× within minutes, so pairs of separate processes (and
 /// pairs of BenchmarkDotNet runs) cannot resolve a change of under 10 %; alternated slices in one process can. What it
 /// prints is a comparison, not a benchmark result: speed claims are BenchmarkDotNet's.
 /// </summary>
@@ -140,28 +139,11 @@ internal static class AbCommand
     private static (Func<int> Body, Action Cleanup, int PacketsPerCall)? Create(MethodInfo create, string name, string method, int flows) =>
         ((Func<int> Body, Action Cleanup, int PacketsPerCall)?)create.Invoke(null, [name, method, flows]);
 
-    private static double Slice((Func<int> Body, Action Cleanup, int PacketsPerCall) run, double seconds)
-    {
-        long calls = 0;
-        long start = Stopwatch.GetTimestamp();
-        long end = start + (long)(seconds * Stopwatch.Frequency);
-        do
-        {
-            run.Body();
-            calls++;
-        }
-        while (Stopwatch.GetTimestamp() < end);
+    private static double Slice((Func<int> Body, Action Cleanup, int PacketsPerCall) run, double seconds) =>
+        ProfileCommand.RunFor(run.Body, run.PacketsPerCall, seconds).NanosecondsPerPacket;
 
-        return Stopwatch.GetElapsedTime(start).TotalNanoseconds / (calls * run.PacketsPerCall);
-    }
-
-    private static string Summary(double[] times)
-    {
-        double[] sorted = (double[])times.Clone();
-        Array.Sort(sorted);
-        return string.Create(CultureInfo.InvariantCulture,
-            $"min {sorted[0]:F1}, median {Median(sorted):F1}, max {sorted[^1]:F1}");
-    }
+    private static string Summary(double[] times) =>
+        string.Create(CultureInfo.InvariantCulture, $"min {times.Min():F1}, median {Median(times):F1}, max {times.Max():F1}");
 
     private static double Median(double[] values)
     {
